@@ -1,0 +1,156 @@
+//! A fixed-length set of chunk indices.
+
+use serde::{Deserialize, Serialize};
+
+/// A set of chunk indices `0..len`, one bit each, lowest index in the lowest bit of the
+/// first byte.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Bitfield {
+    len: u32,
+    #[serde(with = "serde_bytes")]
+    bits: Vec<u8>,
+}
+
+/// A bitfield received from a peer whose length or padding does not match.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid bitfield: expected {expected} chunks in {expected_bytes} bytes with zero padding, got {len} chunks in {bytes} bytes")]
+pub struct InvalidBitfield {
+    /// The chunk count the manifest gives.
+    pub expected: u32,
+    /// The byte length that count needs.
+    pub expected_bytes: usize,
+    /// The chunk count the bitfield claims.
+    pub len: u32,
+    /// The byte length received.
+    pub bytes: usize,
+}
+
+impl Bitfield {
+    /// An empty set over `len` chunks.
+    pub fn new(len: u32) -> Self {
+        Bitfield { len, bits: vec![0; byte_len(len)] }
+    }
+
+    /// The full set over `len` chunks.
+    pub fn full(len: u32) -> Self {
+        let mut field = Bitfield::new(len);
+        for index in 0..len {
+            field.insert(index);
+        }
+        field
+    }
+
+    /// Checks that a bitfield from the wire covers exactly `expected` chunks and has no bit
+    /// set past the end, so later lookups cannot go out of range.
+    pub fn validate(&self, expected: u32) -> Result<(), InvalidBitfield> {
+        let error = || InvalidBitfield {
+            expected,
+            expected_bytes: byte_len(expected),
+            len: self.len,
+            bytes: self.bits.len(),
+        };
+        if self.len != expected || self.bits.len() != byte_len(expected) {
+            return Err(error());
+        }
+        let tail_bits = expected % 8;
+        if tail_bits != 0 {
+            let last = self.bits[self.bits.len() - 1];
+            if last >> tail_bits != 0 {
+                return Err(error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of chunk positions, set or not.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the set covers no positions at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `index` is in the set; out-of-range indices are not.
+    pub fn contains(&self, index: u32) -> bool {
+        index < self.len && self.bits[(index / 8) as usize] & (1 << (index % 8)) != 0
+    }
+
+    /// Adds `index`; returns whether it was new. Out-of-range indices are ignored.
+    pub fn insert(&mut self, index: u32) -> bool {
+        if index >= self.len || self.contains(index) {
+            return false;
+        }
+        self.bits[(index / 8) as usize] |= 1 << (index % 8);
+        true
+    }
+
+    /// Removes `index`; returns whether it was present.
+    pub fn remove(&mut self, index: u32) -> bool {
+        if !self.contains(index) {
+            return false;
+        }
+        self.bits[(index / 8) as usize] &= !(1 << (index % 8));
+        true
+    }
+
+    /// The number of indices in the set.
+    pub fn count(&self) -> u32 {
+        self.bits.iter().map(|byte| byte.count_ones()).sum()
+    }
+
+    /// Whether every position is set.
+    pub fn is_full(&self) -> bool {
+        self.count() == self.len
+    }
+
+    /// The indices in the set, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(|&index| self.contains(index))
+    }
+}
+
+fn byte_len(len: u32) -> usize {
+    (len as usize).div_ceil(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_and_count() {
+        let mut field = Bitfield::new(10);
+        assert!(field.insert(0));
+        assert!(field.insert(9));
+        assert!(!field.insert(9), "second insert of 9 reported as new");
+        assert!(!field.insert(10), "out-of-range insert accepted");
+        assert_eq!(field.count(), 2);
+        assert_eq!(field.iter().collect::<Vec<_>>(), vec![0, 9]);
+    }
+
+    #[test]
+    fn full_sizes() {
+        for len in [0, 1, 7, 8, 9, 64, 1000] {
+            let field = Bitfield::full(len);
+            assert!(field.is_full(), "len {len}");
+            assert_eq!(field.count(), len, "len {len}");
+            assert!(field.validate(len).is_ok(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_padding() {
+        let mut field = Bitfield::new(3);
+        field.bits[0] = 0b1000;
+        assert!(field.validate(3).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_length() {
+        let field = Bitfield::new(9);
+        assert!(field.validate(8).is_err());
+        assert!(field.validate(17).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Identifiers: peers, patches and chunks.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A peer as the driver names it: the libp2p peer id in base58 for the daemon, a node
+/// name in the simulator. The core compares and prints it and gives it no other meaning.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(Arc<str>);
+
+impl PeerId {
+    /// Wraps a driver's name for a peer.
+    pub fn new(name: impl AsRef<str>) -> Self {
+        PeerId(Arc::from(name.as_ref()))
+    }
+
+    /// The driver's name for this peer.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", self.0)
+    }
+}
+
+/// The maximum length of a patch id, in bytes.
+pub const PATCH_ID_MAX_LEN: usize = 128;
+
+/// The name of a patch series, such as `KB5034441` or `openssl-3.0.13`.
+///
+/// Grammar: 1 to 128 ASCII characters from `A-Z a-z 0-9 . _ -`, starting with a letter or
+/// digit. Patch ids become directory names in every node's data dir, so the grammar
+/// leaves no room for path separators, `..` or characters a file system treats specially.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PatchId(String);
+
+/// A patch id that does not follow the grammar.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid patch id {value:?}: use 1 to {PATCH_ID_MAX_LEN} characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+)]
+pub struct InvalidPatchId {
+    /// The rejected value.
+    pub value: String,
+}
+
+impl PatchId {
+    /// Validates `value` against the patch id grammar.
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidPatchId> {
+        let value = value.into();
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let starts_well = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if starts_well && value.len() <= PATCH_ID_MAX_LEN && value.chars().all(valid_char) {
+            Ok(PatchId(value))
+        } else {
+            Err(InvalidPatchId { value })
+        }
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PatchId {
+    type Error = InvalidPatchId;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        PatchId::new(value)
+    }
+}
+
+impl From<PatchId> for String {
+    fn from(id: PatchId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for PatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PatchId({})", self.0)
+    }
+}
+
+/// One version of a patch series: the unit that is signed, fetched and stored.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct PatchKey {
+    /// The patch series.
+    pub id: PatchId,
+    /// The version within the series; a higher version supersedes a lower one.
+    pub version: u64,
+}
+
+impl fmt::Display for PatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
+}
+
+/// One chunk of one patch version.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct ChunkId {
+    /// The patch version the chunk belongs to.
+    pub patch: PatchKey,
+    /// The chunk's position in the patch, from 0.
+    pub index: u32,
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.patch, self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_id_grammar() {
+        let long = "a".repeat(PATCH_ID_MAX_LEN);
+        let too_long = "a".repeat(PATCH_ID_MAX_LEN + 1);
+        let cases: &[(&str, bool)] = &[
+            ("KB5034441", true),
+            ("openssl-3.0.13", true),
+            ("a", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            ("-lead", false),
+            (".hidden", false),
+            ("..", false),
+            ("a/b", false),
+            ("a\\b", false),
+            ("a b", false),
+            ("a\0b", false),
+            ("é", false),
+        ];
+        for (value, valid) in cases {
+            assert_eq!(PatchId::new(*value).is_ok(), *valid, "patch id {value:?}");
+        }
+    }
+}

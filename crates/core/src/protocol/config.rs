@@ -1,0 +1,120 @@
+//! Settings of one node's protocol state machine.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Role;
+
+/// Which peers a node fetches chunks from.
+///
+/// The simulator compares these policies over one network; a daemon normally runs
+/// [`SourcePolicy::Mesh`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourcePolicy {
+    /// Any peer that holds the chunk: peers at the node's own site first, then other
+    /// sites, then the origin, which is asked only for chunks no connected peer holds.
+    #[default]
+    Mesh,
+    /// Only the origin, as with one central download server.
+    Central,
+    /// The site's designated cache node fetches from the origin; every other node fetches
+    /// only from its site's cache.
+    OfficeCache,
+}
+
+/// Settings of a [`Node`](super::Node). Build with [`NodeConfig::new`] and adjust the
+/// public fields; [`NodeConfig::validate`] checks them.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node's site (office) name. Nodes prefer peers at the same site.
+    pub site: String,
+    /// Origin or office node.
+    pub role: Role,
+    /// Whether this node is its site's cache under [`SourcePolicy::OfficeCache`].
+    /// Default: false.
+    pub site_cache: bool,
+    /// Where chunks come from. Default: [`SourcePolicy::Mesh`].
+    pub source_policy: SourcePolicy,
+    /// Seed of the node's random choices (tie-breaks between equally rare chunks and
+    /// equally good peers). Default: 0; drivers pass a per-node value.
+    pub seed: u64,
+    /// Chunk requests in flight to one peer. Default: 4.
+    pub max_requests_per_peer: u32,
+    /// Chunk requests in flight to the origin from this node. Default: 2. Keeping this
+    /// low leaves the origin's uplink for chunks nobody else holds yet.
+    pub max_requests_to_origin: u32,
+    /// Chunk requests in flight in total. Default: 16.
+    pub max_requests_total: u32,
+    /// How long a chunk or body request may take before it is sent elsewhere.
+    /// Default: 60 s.
+    pub request_timeout: Duration,
+    /// Invalid chunks a peer may send before the node disconnects and bans it.
+    /// Default: 3.
+    pub max_strikes: u32,
+    /// How far in the future a manifest's creation time may lie before the node suspects
+    /// a clock error and ignores the manifest. Default: 10 minutes.
+    pub max_clock_skew: Duration,
+}
+
+/// A setting outside its allowed range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid node setting {setting} = {value}: {fix}")]
+pub struct ConfigError {
+    /// The setting's name.
+    pub setting: &'static str,
+    /// The rejected value.
+    pub value: String,
+    /// What to use instead.
+    pub fix: &'static str,
+}
+
+impl NodeConfig {
+    /// Defaults for a node at `site` with `role`.
+    pub fn new(site: impl Into<String>, role: Role) -> Self {
+        NodeConfig {
+            site: site.into(),
+            role,
+            site_cache: false,
+            source_policy: SourcePolicy::Mesh,
+            seed: 0,
+            max_requests_per_peer: 4,
+            max_requests_to_origin: 2,
+            max_requests_total: 16,
+            request_timeout: Duration::from_secs(60),
+            max_strikes: 3,
+            max_clock_skew: Duration::from_secs(600),
+        }
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.site.is_empty() || self.site.len() > 128 || self.site.chars().any(char::is_control) {
+            return Err(ConfigError {
+                setting: "site",
+                value: format!("{:?}", self.site),
+                fix: "use 1 to 128 printable characters",
+            });
+        }
+        let positive = [
+            ("max_requests_per_peer", self.max_requests_per_peer),
+            ("max_requests_to_origin", self.max_requests_to_origin),
+            ("max_requests_total", self.max_requests_total),
+            ("max_strikes", self.max_strikes),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return Err(ConfigError { setting, value: "0".into(), fix: "use a value of at least 1" });
+            }
+        }
+        if self.request_timeout < Duration::from_secs(1) {
+            return Err(ConfigError {
+                setting: "request_timeout",
+                value: format!("{:?}", self.request_timeout),
+                fix: "use at least 1 second",
+            });
+        }
+        Ok(())
+    }
+}

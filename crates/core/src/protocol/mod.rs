@@ -1,0 +1,914 @@
+//! The mesh protocol state machine.
+//!
+//! A [`Node`] learns of patches from trusted announcements, fetches their bodies and
+//! chunks from peers, tells peers what it holds, and decides which requests it serves.
+//! See the crate documentation for the order in which a driver calls it.
+
+mod config;
+mod peer;
+mod rng;
+mod schedule;
+mod status;
+mod transfer;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, trace, warn};
+
+pub use config::{ConfigError, NodeConfig, SourcePolicy};
+pub use status::{NodeStatus, PatchStatus, PeerStatus};
+pub use transfer::{TransferState, TransferStats};
+
+pub use crate::wire::Role;
+use crate::bitfield::Bitfield;
+use crate::ids::{ChunkId, PatchId, PatchKey, PeerId};
+use crate::manifest::{Announcement, Manifest};
+use crate::time::Timestamp;
+use crate::trust::TrustPolicy;
+use crate::wire::{DeclineReason, FetchRequest, FetchResponse, Hello, Message, WIRE_VERSION};
+use peer::{MAX_UNKNOWN_PATCHES_PER_PEER, Peer};
+use rng::SplitMix64;
+use transfer::Transfer;
+
+/// How long a node waits before asking again for a body nobody could serve.
+const BODY_RETRY: Duration = Duration::from_secs(2);
+/// How long chunk requests pause after the local store failed to write.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+
+/// An outbound request, chosen by the node and carried by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// An inbound request, numbered by the driver so it can match the node's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboundId(pub u64);
+
+/// The verdict on a gossiped announcement, in gossipsub v1.1 terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Valid and new: store it and forward it.
+    Accept,
+    /// Invalid, such as an untrusted or bad signature: drop it and penalise the sender.
+    Reject,
+    /// Valid but not worth forwarding (known, superseded, expired): drop it without
+    /// penalty, so honest but slow peers are not punished.
+    Ignore,
+}
+
+/// What became of a chunk request, as the driver reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// The bytes passed [`Manifest::verify_chunk`] and the store made them durable.
+    Stored,
+    /// The peer answered with bytes that failed verification.
+    Corrupt {
+        /// What the verification found.
+        reason: String,
+    },
+    /// The peer declined the request.
+    Declined(DeclineReason),
+    /// The request failed in transport (connection closed, stream reset, timeout).
+    Failed {
+        /// The transport's error.
+        reason: String,
+    },
+    /// The bytes verified but the local store could not write them.
+    StoreFailed {
+        /// The store's error.
+        reason: String,
+    },
+}
+
+/// What the body request for a patch produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// The peer sent these bytes; the node checks them against the signed header.
+    Received(Vec<u8>),
+    /// The peer declined.
+    Declined(DeclineReason),
+    /// The request failed in transport.
+    Failed {
+        /// The transport's error.
+        reason: String,
+    },
+}
+
+/// Work for the driver.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Send a one-way message to a peer.
+    Send {
+        /// The recipient.
+        peer: PeerId,
+        /// The message.
+        message: Message,
+    },
+    /// Publish an announcement on the gossip topic.
+    Gossip(Announcement),
+    /// Send a fetch request; report the answer with [`Node::handle_chunk_outcome`] or
+    /// [`Node::handle_body_outcome`] under the same `request` id.
+    Request {
+        /// The node's id for this request.
+        request: RequestId,
+        /// The peer to ask.
+        peer: PeerId,
+        /// What to ask for.
+        fetch: FetchRequest,
+    },
+    /// Answer an inbound request with a response the node built.
+    Respond {
+        /// The driver's id of the inbound request.
+        inbound: InboundId,
+        /// The answer.
+        response: FetchResponse,
+    },
+    /// Answer an inbound request with a chunk's bytes from the store. The driver verifies
+    /// them against the manifest as it reads and declines with `NotFound` if they fail.
+    ServeChunk {
+        /// The driver's id of the inbound request.
+        inbound: InboundId,
+        /// The chunk to serve.
+        chunk: ChunkId,
+    },
+    /// Persist a manifest whose body just verified, so a restart can resume it.
+    StoreManifest(Arc<Manifest>),
+    /// Every chunk is stored: assemble and verify the files, then report with
+    /// [`Node::handle_assembled`].
+    AssemblePatch(Arc<Manifest>),
+    /// Close the connection to a misbehaving peer and refuse it from now on.
+    BanPeer {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Something an operator wants to hear about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A trusted announcement for a new patch version arrived.
+    ManifestAccepted {
+        /// The patch version.
+        patch: PatchKey,
+        /// The peer it came from, or `None` when published or restored locally.
+        from: Option<PeerId>,
+    },
+    /// An announcement was rejected or ignored for a reason worth a warning.
+    ManifestDropped {
+        /// The patch version it claimed.
+        patch: PatchKey,
+        /// The peer it came from.
+        from: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// Every file of a patch version is assembled and verified.
+    PatchComplete {
+        /// The patch version.
+        patch: PatchKey,
+        /// Byte counts.
+        stats: TransferStats,
+        /// From acceptance of the announcement to completion.
+        elapsed: Duration,
+    },
+    /// Assembling a patch failed.
+    PatchFailed {
+        /// The patch version.
+        patch: PatchKey,
+        /// The driver's error.
+        reason: String,
+    },
+    /// A peer sent something invalid.
+    PeerMisbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What it sent.
+        reason: String,
+        /// Its strikes so far.
+        strikes: u32,
+    },
+}
+
+/// One node of the mesh, without input or output of its own.
+#[derive(Debug)]
+pub struct Node {
+    /// This node's own id, as its peers know it.
+    local: PeerId,
+    config: NodeConfig,
+    trust: TrustPolicy,
+    rng: SplitMix64,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Peers banned for invalid data; the driver refuses their connections.
+    banned: BTreeMap<PeerId, String>,
+    transfers: BTreeMap<PatchKey, Transfer>,
+    /// The highest version accepted per patch series; lower ones are ignored.
+    latest: HashMap<PatchId, u64>,
+    requests: HashMap<RequestId, Pending>,
+    next_request: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Chunk { peer: PeerId, chunk: ChunkId, deadline: Timestamp },
+    Body { peer: PeerId, patch: PatchKey, deadline: Timestamp },
+}
+
+impl Node {
+    /// Builds the node that its peers know as `local`. `config` should have passed
+    /// [`NodeConfig::validate`].
+    pub fn new(local: PeerId, config: NodeConfig, trust: TrustPolicy) -> Self {
+        debug_assert!(config.validate().is_ok(), "invalid node config: {config:?}");
+        Node {
+            local,
+            rng: SplitMix64::new(config.seed),
+            config,
+            trust,
+            peers: BTreeMap::new(),
+            banned: BTreeMap::new(),
+            transfers: BTreeMap::new(),
+            latest: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// This node's own id.
+    pub fn local_peer(&self) -> &PeerId {
+        &self.local
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Whether `peer` is banned; the driver should refuse its connections.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned.contains_key(peer)
+    }
+
+    /// The manifest of `patch`, once its body has verified.
+    pub fn manifest(&self, patch: &PatchKey) -> Option<&Arc<Manifest>> {
+        self.transfers.get(patch).and_then(|transfer| transfer.manifest.as_ref())
+    }
+
+    // ---- outputs ----
+
+    /// The next action for the driver, or `None` when there is nothing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the operator, or `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let request_deadlines = self.requests.values().map(|pending| match pending {
+            Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
+        });
+        let pauses = self.transfers.values().filter_map(|transfer| transfer.paused_until);
+        request_deadlines.chain(pauses).min()
+    }
+
+    // ---- inputs ----
+
+    /// A connection to `peer` is up. The node greets it and shares its manifests.
+    pub fn handle_peer_connected(&mut self, now: Timestamp, peer: PeerId) {
+        if self.banned.contains_key(&peer) {
+            self.actions.push_back(Action::BanPeer { peer, reason: "banned earlier".into() });
+            return;
+        }
+        debug!(%peer, "peer connected");
+        self.peers.entry(peer.clone()).or_default();
+        let hello = Hello {
+            version: WIRE_VERSION,
+            site: self.config.site.clone(),
+            role: self.config.role,
+            site_cache: self.config.site_cache,
+        };
+        self.send(&peer, Message::Hello(hello));
+        let shareable: Vec<(Announcement, Bitfield)> = self
+            .transfers
+            .values()
+            .filter(|transfer| transfer.manifest.is_some())
+            .map(|transfer| (transfer.announcement.clone(), transfer.have.clone()))
+            .collect();
+        for (announcement, bits) in shareable {
+            let patch = announcement.header.patch.clone();
+            self.send(&peer, Message::Announce(announcement));
+            self.send(&peer, Message::Bitfield { patch, bits });
+        }
+        self.after_input(now);
+    }
+
+    /// The last connection to `peer` closed. Its requests are sent elsewhere.
+    pub fn handle_peer_disconnected(&mut self, now: Timestamp, peer: &PeerId) {
+        let Some(state) = self.peers.remove(peer) else {
+            return;
+        };
+        debug!(%peer, "peer disconnected");
+        if !state.is_origin() {
+            for (patch, bits) in &state.have {
+                if let Some(transfer) = self.transfers.get_mut(patch) {
+                    adjust_availability(transfer, bits, false);
+                }
+            }
+        }
+        let orphaned: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, pending)| match pending {
+                Pending::Chunk { peer: to, .. } | Pending::Body { peer: to, .. } => to == peer,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for request in orphaned {
+            self.fail_request(request);
+        }
+        self.after_input(now);
+    }
+
+    /// A one-way message from `from`.
+    pub fn handle_message(&mut self, now: Timestamp, from: &PeerId, message: Message) {
+        if !self.peers.contains_key(from) {
+            trace!(peer = %from, "message from a peer that is not connected");
+            return;
+        }
+        match message {
+            Message::Hello(hello) => self.on_hello(from, hello),
+            Message::Announce(announcement) => {
+                self.accept_announcement(now, Some(from), announcement);
+            }
+            Message::Bitfield { patch, bits } => self.on_bitfield(from, patch, bits),
+            Message::Have { patch, indices } => self.on_have(from, patch, &indices),
+        }
+        self.after_input(now);
+    }
+
+    /// A gossiped announcement from `from`; the verdict goes back to gossipsub.
+    pub fn handle_gossip(&mut self, now: Timestamp, from: &PeerId, announcement: Announcement) -> Validation {
+        let validation = self.accept_announcement(now, Some(from), announcement);
+        self.after_input(now);
+        validation
+    }
+
+    /// An inbound fetch request from `from`.
+    pub fn handle_fetch_request(&mut self, now: Timestamp, from: &PeerId, inbound: InboundId, fetch: FetchRequest) {
+        let response = match fetch {
+            FetchRequest::Body { patch } => match self.manifest(&patch) {
+                Some(manifest) => FetchResponse::Body(manifest.body_bytes().to_vec()),
+                None => FetchResponse::Declined(DeclineReason::NotFound),
+            },
+            FetchRequest::Chunk { patch, index } => {
+                let held = self.transfers.get(&patch).is_some_and(|transfer| transfer.have.contains(index));
+                if !held || self.banned.contains_key(from) {
+                    FetchResponse::Declined(DeclineReason::NotFound)
+                } else {
+                    let chunk = ChunkId { patch, index };
+                    self.account_served(from, &chunk);
+                    trace!(peer = %from, %chunk, "serving chunk");
+                    self.actions.push_back(Action::ServeChunk { inbound, chunk });
+                    self.after_input(now);
+                    return;
+                }
+            }
+        };
+        self.actions.push_back(Action::Respond { inbound, response });
+        self.after_input(now);
+    }
+
+    /// The answer to a chunk request the node made.
+    pub fn handle_chunk_outcome(&mut self, now: Timestamp, request: RequestId, outcome: ChunkOutcome) {
+        let Some(Pending::Chunk { peer, chunk, .. }) = self.requests.remove(&request) else {
+            trace!(?request, "outcome for a request no longer tracked");
+            return;
+        };
+        self.release_chunk_request(&peer, &chunk, request);
+        match outcome {
+            ChunkOutcome::Stored => self.on_chunk_stored(now, &peer, &chunk),
+            ChunkOutcome::Corrupt { reason } => self.on_corrupt_chunk(&peer, &chunk, reason),
+            ChunkOutcome::Declined(_) => {
+                // The peer's advertisement was wrong or stale: forget that bit.
+                if let Some(bits) = self.peers.get_mut(&peer).and_then(|state| state.have.get_mut(&chunk.patch)) {
+                    if bits.remove(chunk.index) {
+                        let is_origin = self.peers.get(&peer).is_some_and(Peer::is_origin);
+                        if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
+                            if !is_origin {
+                                transfer.availability[chunk.index as usize] =
+                                    transfer.availability[chunk.index as usize].saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+            }
+            ChunkOutcome::Failed { reason } => debug!(%peer, %chunk, %reason, "chunk request failed"),
+            ChunkOutcome::StoreFailed { reason } => {
+                warn!(%chunk, %reason, "store failed to write a verified chunk; pausing requests");
+                if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
+                    transfer.paused_until = Some(now.saturating_add(STORE_ERROR_PAUSE));
+                }
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// The answer to a body request the node made.
+    pub fn handle_body_outcome(&mut self, now: Timestamp, request: RequestId, outcome: BodyOutcome) {
+        let Some(Pending::Body { peer, patch, .. }) = self.requests.remove(&request) else {
+            return;
+        };
+        let Some(transfer) = self.transfers.get_mut(&patch) else {
+            return;
+        };
+        transfer.body_request = None;
+        match outcome {
+            BodyOutcome::Received(bytes) => match Manifest::from_parts(transfer.announcement.clone(), bytes) {
+                Ok(manifest) => {
+                    let manifest = Arc::new(manifest);
+                    self.actions.push_back(Action::StoreManifest(manifest.clone()));
+                    self.install_manifest(now, manifest, None);
+                }
+                Err(error) => {
+                    transfer.body_failed_from.insert(peer.clone());
+                    self.strike(&peer, format!("invalid manifest body for {patch}: {error}"));
+                }
+            },
+            BodyOutcome::Declined(reason) => {
+                transfer.body_failed_from.insert(peer.clone());
+                debug!(%peer, %patch, ?reason, "body request declined");
+            }
+            BodyOutcome::Failed { reason } => {
+                transfer.body_failed_from.insert(peer.clone());
+                debug!(%peer, %patch, %reason, "body request failed");
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// The driver loaded a manifest with some chunks already stored: a publish on the
+    /// origin (every chunk present) or a restart (what the store verified).
+    ///
+    /// `assembled` says whether the files are already assembled; if every chunk is
+    /// present and they are not, the node asks for assembly. A published manifest is
+    /// announced on the gossip topic and to every connected peer.
+    pub fn handle_manifest_loaded(
+        &mut self,
+        now: Timestamp,
+        manifest: Arc<Manifest>,
+        have: Bitfield,
+        assembled: bool,
+        publish: bool,
+    ) {
+        let announcement = manifest.announcement().clone();
+        let patch = manifest.key().clone();
+        if let Err(error) = self.trust.verify(&announcement) {
+            warn!(%patch, %error, "not loading a manifest the trust policy rejects");
+            return;
+        }
+        if !self.transfers.contains_key(&patch) {
+            self.transfers.insert(patch.clone(), Transfer::new(announcement.clone(), now));
+            self.raise_latest(&patch);
+            self.events.push_back(Event::ManifestAccepted { patch: patch.clone(), from: None });
+        }
+        self.install_manifest(now, manifest, Some((have, assembled)));
+        if publish {
+            self.actions.push_back(Action::Gossip(announcement));
+        }
+        self.after_input(now);
+    }
+
+    /// The files of `patch` were assembled and verified, or failed with `Err(reason)`.
+    pub fn handle_assembled(&mut self, now: Timestamp, patch: &PatchKey, result: Result<(), String>) {
+        let Some(transfer) = self.transfers.get_mut(patch) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                transfer.state = transfer::TransferState::Complete;
+                transfer.completed_at = Some(now);
+                self.events.push_back(Event::PatchComplete {
+                    patch: patch.clone(),
+                    stats: transfer.stats,
+                    elapsed: now.saturating_duration_since(transfer.accepted_at),
+                });
+            }
+            Err(reason) => {
+                transfer.state = transfer::TransferState::Failed;
+                self.events.push_back(Event::PatchFailed { patch: patch.clone(), reason });
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// Time passed: expire requests whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let expired: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, pending)| match pending {
+                Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline <= now,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for request in expired {
+            debug!(?request, "request timed out");
+            self.fail_request(request);
+        }
+        for transfer in self.transfers.values_mut() {
+            if transfer.paused_until.is_some_and(|until| until <= now) {
+                transfer.paused_until = None;
+            }
+        }
+        self.after_input(now);
+    }
+
+    // ---- internals ----
+
+    fn send(&mut self, peer: &PeerId, message: Message) {
+        self.actions.push_back(Action::Send { peer: peer.clone(), message });
+    }
+
+    fn allocate_request(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Work that follows every input: flush `Have` batches, then schedule requests.
+    fn after_input(&mut self, now: Timestamp) {
+        self.flush_have();
+        self.request_bodies(now);
+        self.schedule_chunks(now);
+    }
+
+    fn on_hello(&mut self, from: &PeerId, hello: Hello) {
+        if hello.version != WIRE_VERSION {
+            debug!(peer = %from, version = hello.version, "peer speaks another wire version");
+        }
+        let Some(state) = self.peers.get_mut(from) else {
+            return;
+        };
+        let was_origin = state.is_origin();
+        state.hello = Some(hello);
+        // Availability counts non-origin holders only; a role change moves the peer.
+        if was_origin != state.is_origin() {
+            let counted = !state.is_origin();
+            let have: Vec<(PatchKey, Bitfield)> = state.have.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for (patch, bits) in have {
+                if let Some(transfer) = self.transfers.get_mut(&patch) {
+                    adjust_availability(transfer, &bits, counted);
+                }
+            }
+        }
+    }
+
+    fn on_bitfield(&mut self, from: &PeerId, patch: PatchKey, bits: Bitfield) {
+        let expected = self.transfers.get(&patch).and_then(|t| t.manifest.as_ref()).map(|m| m.chunk_count());
+        if let Some(expected) = expected {
+            if let Err(error) = bits.validate(expected) {
+                self.strike(from, format!("invalid bitfield for {patch}: {error}"));
+                return;
+            }
+        }
+        let Some(state) = self.peers.get_mut(from) else {
+            return;
+        };
+        if !self.transfers.contains_key(&patch) && state.have.len() >= MAX_UNKNOWN_PATCHES_PER_PEER {
+            return;
+        }
+        state.manifests.insert(patch.clone());
+        let counted = !state.is_origin();
+        let previous = state.have.insert(patch.clone(), bits.clone());
+        if let Some(transfer) = self.transfers.get_mut(&patch) {
+            if transfer.manifest.is_some() && counted {
+                if let Some(previous) = previous {
+                    adjust_availability(transfer, &previous, false);
+                }
+                adjust_availability(transfer, &bits, true);
+            }
+        }
+    }
+
+    fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) {
+        let Some(state) = self.peers.get_mut(from) else {
+            return;
+        };
+        let counted = !state.is_origin();
+        let Some(bits) = state.have.get_mut(&patch) else {
+            // A `Have` extends a `Bitfield`; drivers deliver messages in order, so this
+            // peer skipped one. Its next `Bitfield` will carry these chunks.
+            debug!(peer = %from, %patch, "Have before Bitfield, ignored");
+            return;
+        };
+        let mut out_of_range = false;
+        let mut new = Vec::new();
+        for &index in indices {
+            if index >= bits.len() {
+                out_of_range = true;
+            } else if bits.insert(index) {
+                new.push(index);
+            }
+        }
+        if let Some(transfer) = self.transfers.get_mut(&patch) {
+            if transfer.manifest.is_some() && counted {
+                for index in new {
+                    transfer.availability[index as usize] += 1;
+                }
+            }
+        }
+        if out_of_range {
+            self.strike(from, format!("Have for {patch} names a chunk past the end"));
+        }
+    }
+
+    /// Decides on an announcement from a peer (gossip or direct) and starts fetching it
+    /// if it is trusted and new.
+    fn accept_announcement(&mut self, now: Timestamp, from: Option<&PeerId>, announcement: Announcement) -> Validation {
+        let patch = announcement.header.patch.clone();
+        let drop = |node: &mut Node, reason: String, validation: Validation| {
+            if let Some(from) = from {
+                node.events.push_back(Event::ManifestDropped { patch: patch.clone(), from: from.clone(), reason });
+            }
+            validation
+        };
+        if let Err(error) = announcement.header.validate() {
+            return drop(self, error.to_string(), Validation::Reject);
+        }
+        if let Err(error) = self.trust.verify(&announcement) {
+            return drop(self, error.to_string(), Validation::Reject);
+        }
+        if let Some(peer) = from.and_then(|from| self.peers.get_mut(from)) {
+            peer.manifests.insert(patch.clone());
+        }
+        if let Some(known) = self.transfers.get(&patch) {
+            if known.announcement.header != announcement.header {
+                // Same version, different content: a publisher signed two manifests
+                // under one version. Keep the first and say so.
+                return drop(
+                    self,
+                    format!("conflicting manifest for {patch}: a different one with this version is already held"),
+                    Validation::Reject,
+                );
+            }
+            return Validation::Ignore;
+        }
+        if self.latest.get(&patch.id).is_some_and(|&latest| latest > patch.version) {
+            return Validation::Ignore;
+        }
+        let now_secs = now.as_secs();
+        if announcement.header.expires <= now_secs {
+            return drop(self, format!("manifest {patch} expired at {}", announcement.header.expires), Validation::Ignore);
+        }
+        if announcement.header.created > now_secs + self.config.max_clock_skew.as_secs() {
+            return drop(
+                self,
+                format!(
+                    "manifest {patch} was created {} s in the future; check this node's clock",
+                    announcement.header.created - now_secs
+                ),
+                Validation::Ignore,
+            );
+        }
+        debug!(%patch, from = ?from.map(PeerId::as_str), "manifest accepted");
+        self.transfers.insert(patch.clone(), Transfer::new(announcement, now));
+        self.raise_latest(&patch);
+        self.events.push_back(Event::ManifestAccepted { patch, from: from.cloned() });
+        Validation::Accept
+    }
+
+    fn raise_latest(&mut self, patch: &PatchKey) {
+        let latest = self.latest.entry(patch.id.clone()).or_insert(patch.version);
+        *latest = (*latest).max(patch.version);
+    }
+
+    /// Attaches a verified body to a transfer and starts downloading, or restores one.
+    fn install_manifest(&mut self, now: Timestamp, manifest: Arc<Manifest>, restored: Option<(Bitfield, bool)>) {
+        let patch = manifest.key().clone();
+        let chunk_count = manifest.chunk_count();
+        let Some(transfer) = self.transfers.get_mut(&patch) else {
+            return;
+        };
+        let (have, assembled) = match restored {
+            Some((have, assembled)) if have.validate(chunk_count).is_ok() => (have, assembled),
+            _ => (Bitfield::new(chunk_count), false),
+        };
+        transfer.manifest = Some(manifest.clone());
+        transfer.have = have;
+        transfer.availability = vec![0; chunk_count as usize];
+        transfer.state = transfer::TransferState::Downloading;
+
+        // Peers may have advertised chunks before the body arrived: validate and count.
+        let mut invalid = Vec::new();
+        for (peer_id, peer) in &mut self.peers {
+            let Some(bits) = peer.have.get(&patch) else {
+                continue;
+            };
+            if bits.validate(chunk_count).is_err() {
+                peer.have.remove(&patch);
+                invalid.push(peer_id.clone());
+            } else if !peer.is_origin() {
+                for index in bits.iter() {
+                    transfer.availability[index as usize] += 1;
+                }
+            }
+        }
+        for peer in invalid {
+            self.strike(&peer, format!("invalid bitfield for {patch}"));
+        }
+
+        let Some(transfer) = self.transfers.get_mut(&patch) else {
+            return;
+        };
+        if transfer.have.is_full() {
+            if assembled {
+                transfer.state = transfer::TransferState::Complete;
+                transfer.completed_at = Some(now);
+            } else {
+                transfer.state = transfer::TransferState::Assembling;
+                self.actions.push_back(Action::AssemblePatch(manifest.clone()));
+            }
+        }
+        // Tell every connected peer what we hold now that we can serve the body.
+        let bits = self.transfers.get(&patch).map(|t| t.have.clone()).unwrap_or_default();
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.send(&peer, Message::Announce(manifest.announcement().clone()));
+            self.send(&peer, Message::Bitfield { patch: patch.clone(), bits: bits.clone() });
+        }
+    }
+
+    fn on_chunk_stored(&mut self, now: Timestamp, from: &PeerId, chunk: &ChunkId) {
+        let from_origin = self.peers.get(from).is_some_and(Peer::is_origin);
+        let Some(transfer) = self.transfers.get_mut(&chunk.patch) else {
+            return;
+        };
+        if !transfer.have.insert(chunk.index) {
+            return;
+        }
+        let len = u64::from(transfer.announcement.header.chunk_len(chunk.index));
+        if from_origin {
+            transfer.stats.bytes_from_origin += len;
+        } else {
+            transfer.stats.bytes_from_peers += len;
+        }
+        if let Some(peer) = self.peers.get_mut(from) {
+            peer.bytes_received += len;
+        }
+        transfer.unannounced.push(chunk.index);
+        trace!(peer = %from, %chunk, "chunk stored");
+        if transfer.have.is_full() && transfer.state == transfer::TransferState::Downloading {
+            transfer.state = transfer::TransferState::Assembling;
+            if let Some(manifest) = transfer.manifest.clone() {
+                debug!(patch = %chunk.patch, elapsed = ?now.saturating_duration_since(transfer.accepted_at), "all chunks stored");
+                self.actions.push_back(Action::AssemblePatch(manifest));
+            }
+        }
+    }
+
+    fn on_corrupt_chunk(&mut self, peer: &PeerId, chunk: &ChunkId, reason: String) {
+        if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
+            transfer.stats.corrupt_chunks += 1;
+        }
+        self.strike(peer, format!("chunk {chunk} failed verification: {reason}"));
+    }
+
+    /// Records a protocol violation by `peer` and bans it at the configured limit.
+    fn strike(&mut self, peer: &PeerId, reason: String) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        state.strikes += 1;
+        let strikes = state.strikes;
+        warn!(%peer, strikes, %reason, "peer misbehaved");
+        self.events.push_back(Event::PeerMisbehaved { peer: peer.clone(), reason: reason.clone(), strikes });
+        if strikes >= self.config.max_strikes {
+            self.banned.insert(peer.clone(), reason.clone());
+            self.actions.push_back(Action::BanPeer { peer: peer.clone(), reason });
+        }
+    }
+
+    fn account_served(&mut self, to: &PeerId, chunk: &ChunkId) {
+        let Some(transfer) = self.transfers.get_mut(&chunk.patch) else {
+            return;
+        };
+        let len = u64::from(transfer.announcement.header.chunk_len(chunk.index));
+        transfer.stats.bytes_served += len;
+        if let Some(peer) = self.peers.get_mut(to) {
+            peer.bytes_sent += len;
+        }
+    }
+
+    fn release_chunk_request(&mut self, peer: &PeerId, chunk: &ChunkId, request: RequestId) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
+            if transfer.in_flight.get(&chunk.index) == Some(&request) {
+                transfer.in_flight.remove(&chunk.index);
+            }
+        }
+    }
+
+    /// Forgets a request that will get no useful answer, so its work is scheduled again.
+    fn fail_request(&mut self, request: RequestId) {
+        match self.requests.remove(&request) {
+            Some(Pending::Chunk { peer, chunk, .. }) => self.release_chunk_request(&peer, &chunk, request),
+            Some(Pending::Body { peer, patch, .. }) => {
+                if let Some(transfer) = self.transfers.get_mut(&patch) {
+                    transfer.body_request = None;
+                    transfer.body_failed_from.insert(peer);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn flush_have(&mut self) {
+        let mut batches = Vec::new();
+        for (patch, transfer) in &mut self.transfers {
+            if !transfer.unannounced.is_empty() {
+                batches.push((patch.clone(), std::mem::take(&mut transfer.unannounced)));
+            }
+        }
+        if batches.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for (patch, indices) in batches {
+            for peer in &peers {
+                self.send(peer, Message::Have { patch: patch.clone(), indices: indices.clone() });
+            }
+        }
+    }
+
+    /// Starts a body request for every transfer that needs one and has a possible source.
+    fn request_bodies(&mut self, now: Timestamp) {
+        let waiting: Vec<PatchKey> = self
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.state == transfer::TransferState::FetchingBody && t.body_request.is_none())
+            .map(|(patch, _)| patch.clone())
+            .collect();
+        for patch in waiting {
+            let Some(transfer) = self.transfers.get(&patch) else {
+                continue;
+            };
+            let mut sources: Vec<&PeerId> = self
+                .peers
+                .iter()
+                .filter(|(id, peer)| {
+                    peer.hello.is_some() && peer.manifests.contains(&patch) && !transfer.body_failed_from.contains(*id)
+                })
+                .map(|(id, _)| id)
+                .collect();
+            if sources.is_empty() {
+                // Everyone failed once: start over, after a pause, with all holders.
+                if !transfer.body_failed_from.is_empty() {
+                    let transfer = self.transfers.get_mut(&patch).expect("transfer exists");
+                    transfer.body_failed_from.clear();
+                    transfer.paused_until = Some(now.saturating_add(BODY_RETRY));
+                }
+                continue;
+            }
+            if transfer.paused_until.is_some_and(|until| until > now) {
+                continue;
+            }
+            let pick = self.rng.below(sources.len() as u64) as usize;
+            let peer = sources.swap_remove(pick).clone();
+            let request = self.allocate_request();
+            let deadline = now.saturating_add(self.config.request_timeout);
+            self.requests.insert(request, Pending::Body { peer: peer.clone(), patch: patch.clone(), deadline });
+            if let Some(transfer) = self.transfers.get_mut(&patch) {
+                transfer.body_request = Some(request);
+            }
+            debug!(%peer, %patch, "requesting manifest body");
+            self.actions.push_back(Action::Request { request, peer, fetch: FetchRequest::Body { patch } });
+        }
+    }
+
+    /// The snapshot the control API and the simulator report.
+    pub fn status(&self, now: Timestamp) -> NodeStatus {
+        status::snapshot(self, now)
+    }
+}
+
+/// Adds (`add`) or removes a peer's bitfield from a transfer's availability counts.
+fn adjust_availability(transfer: &mut Transfer, bits: &Bitfield, add: bool) {
+    if transfer.manifest.is_none() || bits.len() as usize != transfer.availability.len() {
+        return;
+    }
+    for index in bits.iter() {
+        let count = &mut transfer.availability[index as usize];
+        *count = if add { *count + 1 } else { count.saturating_sub(1) };
+    }
+}
+

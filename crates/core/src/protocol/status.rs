@@ -1,0 +1,94 @@
+//! A serializable snapshot of a node, for the control API and the simulator.
+
+use serde::Serialize;
+
+use super::transfer::{TransferState, TransferStats};
+use super::Node;
+use crate::time::Timestamp;
+use crate::wire::Role;
+
+/// A node's peers and patches at one instant.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    /// The node's site.
+    pub site: String,
+    /// The node's role.
+    pub role: Role,
+    /// Connected peers, by id.
+    pub peers: Vec<PeerStatus>,
+    /// Known patch versions, oldest key first.
+    pub patches: Vec<PatchStatus>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerStatus {
+    /// The driver's peer id.
+    pub peer: String,
+    /// The peer's site, once it said hello.
+    pub site: Option<String>,
+    /// The peer's role, once it said hello.
+    pub role: Option<Role>,
+    /// Chunk requests in flight to it.
+    pub requests_in_flight: u32,
+    /// Chunk payload bytes received from it.
+    pub bytes_received: u64,
+    /// Chunk payload bytes served to it.
+    pub bytes_sent: u64,
+    /// Invalid data it sent.
+    pub strikes: u32,
+}
+
+/// One patch version.
+#[derive(Clone, Debug, Serialize)]
+pub struct PatchStatus {
+    /// The patch series.
+    pub patch_id: String,
+    /// The version.
+    pub version: u64,
+    /// Where it stands.
+    pub state: TransferState,
+    /// Chunks verified and stored.
+    pub chunks_verified: u32,
+    /// Chunks in the patch.
+    pub chunk_count: u32,
+    /// Total patch size in bytes.
+    pub total_bytes: u64,
+    /// Byte counts by source.
+    pub stats: TransferStats,
+    /// Seconds from acceptance to completion, once complete.
+    pub completion_s: Option<f64>,
+}
+
+pub(super) fn snapshot(node: &Node, _now: Timestamp) -> NodeStatus {
+    let peers = node
+        .peers
+        .iter()
+        .map(|(id, peer)| PeerStatus {
+            peer: id.to_string(),
+            site: peer.hello.as_ref().map(|hello| hello.site.clone()),
+            role: peer.hello.as_ref().map(|hello| hello.role),
+            requests_in_flight: peer.in_flight,
+            bytes_received: peer.bytes_received,
+            bytes_sent: peer.bytes_sent,
+            strikes: peer.strikes,
+        })
+        .collect();
+    let patches = node
+        .transfers
+        .iter()
+        .map(|(key, transfer)| PatchStatus {
+            patch_id: key.id.to_string(),
+            version: key.version,
+            state: transfer.state,
+            chunks_verified: transfer.have.count(),
+            chunk_count: transfer.chunk_count(),
+            total_bytes: transfer.announcement.header.total_bytes,
+            stats: transfer.stats,
+            completion_s: transfer
+                .completed_at
+                .map(|at| at.saturating_duration_since(transfer.accepted_at).as_secs_f64()),
+        })
+        .collect();
+    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches }
+}

@@ -1,0 +1,90 @@
+//! The state of one patch version on one node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::RequestId;
+use crate::bitfield::Bitfield;
+use crate::ids::PeerId;
+use crate::manifest::{Announcement, Manifest};
+use crate::time::Timestamp;
+
+/// Where a patch version stands on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferState {
+    /// The announcement is trusted; the body (file list and chunk hashes) is being fetched.
+    FetchingBody,
+    /// Chunks are being fetched.
+    Downloading,
+    /// Every chunk is verified and stored; the driver is assembling the files.
+    Assembling,
+    /// The files are assembled and verified.
+    Complete,
+    /// Assembly failed; see the event that reported it.
+    Failed,
+}
+
+/// Chunk payload byte counts for one patch version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TransferStats {
+    /// Received from the origin.
+    pub bytes_from_origin: u64,
+    /// Received from other peers.
+    pub bytes_from_peers: u64,
+    /// Served to peers.
+    pub bytes_served: u64,
+    /// Chunks that failed verification.
+    pub corrupt_chunks: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    pub(crate) announcement: Announcement,
+    pub(crate) manifest: Option<Arc<Manifest>>,
+    pub(crate) state: TransferState,
+    /// Verified chunks; empty until the body arrives.
+    pub(crate) have: Bitfield,
+    /// Chunks requested and not yet answered, with the request that carries each.
+    pub(crate) in_flight: BTreeMap<u32, RequestId>,
+    /// For each chunk, how many connected non-origin peers advertise it. Rarest-first
+    /// picks from the lowest counts.
+    pub(crate) availability: Vec<u32>,
+    /// The body request in flight, if any.
+    pub(crate) body_request: Option<RequestId>,
+    /// Peers a body request already failed with, so the next try goes elsewhere.
+    pub(crate) body_failed_from: BTreeSet<PeerId>,
+    /// Chunks verified since the last `Have` went out.
+    pub(crate) unannounced: Vec<u32>,
+    /// No chunk requests before this instant, after a local store error.
+    pub(crate) paused_until: Option<Timestamp>,
+    pub(crate) stats: TransferStats,
+    pub(crate) accepted_at: Timestamp,
+    pub(crate) completed_at: Option<Timestamp>,
+}
+
+impl Transfer {
+    pub(crate) fn new(announcement: Announcement, now: Timestamp) -> Self {
+        Transfer {
+            announcement,
+            manifest: None,
+            state: TransferState::FetchingBody,
+            have: Bitfield::new(0),
+            in_flight: BTreeMap::new(),
+            availability: Vec::new(),
+            body_request: None,
+            body_failed_from: BTreeSet::new(),
+            unannounced: Vec::new(),
+            paused_until: None,
+            stats: TransferStats::default(),
+            accepted_at: now,
+            completed_at: None,
+        }
+    }
+
+    pub(crate) fn chunk_count(&self) -> u32 {
+        self.announcement.header.chunk_count
+    }
+}

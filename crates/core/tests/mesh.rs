@@ -1,0 +1,176 @@
+//! Several protocol cores in the in-memory harness under virtual time, with no sockets.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Mesh, config, manifest, pattern, publisher};
+use patchmesh_core::{Event, Role, SecretKey};
+
+const CHUNK: u32 = 4096;
+
+fn standard_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("patch.bin", pattern(10 * CHUNK as usize + 1234, 1)),
+        ("empty.txt", Vec::new()),
+        ("one.txt", vec![b'x']),
+        ("docs/readme.txt", pattern(999, 2)),
+    ]
+}
+
+#[test]
+fn five_offices_complete() {
+    let mut mesh = Mesh::star(5, 1);
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB1", 1, CHUNK, &standard_files(), &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(60));
+    assert!(mesh.all_complete(&key), "not every office assembled the patch");
+    for office in 1..=5 {
+        assert_eq!(mesh.bytes(office, &key), bytes, "office {office} holds different bytes");
+    }
+}
+
+#[test]
+fn origin_serves_under_two_copies() {
+    let mut mesh = Mesh::star(12, 7);
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB2", 1, CHUNK, &[("big.bin", pattern(64 * CHUNK as usize, 3))], &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(120));
+    assert!(mesh.all_complete(&key));
+    let served = mesh.served(0, &key);
+    assert!(served <= 2 * bytes.len() as u64, "origin served {served} bytes for a {}-byte patch", bytes.len());
+}
+
+#[test]
+fn requests_only_advertised_chunks() {
+    let mut mesh = Mesh::star(6, 3);
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB3", 1, CHUNK, &standard_files(), &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(60));
+    // Every request found the chunk at the peer: no Declined outcome, no strike.
+    let misbehaved = mesh.events.iter().filter(|(_, e)| matches!(e, Event::PeerMisbehaved { .. })).count();
+    assert_eq!(misbehaved, 0);
+    assert!(mesh.all_complete(&key));
+}
+
+#[test]
+fn corrupt_peer_banned_and_rollout_finishes() {
+    let mut mesh = Mesh::star(4, 11);
+    mesh.stores[2].corrupt_serving = true;
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB4", 1, CHUNK, &[("f", pattern(40 * CHUNK as usize, 5))], &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(120));
+    for office in [1, 3, 4] {
+        assert_eq!(mesh.bytes(office, &key), bytes, "office {office}");
+    }
+    let banned_by_others = mesh
+        .events
+        .iter()
+        .filter(|(node, e)| *node != 2 && matches!(e, Event::PeerMisbehaved { peer, .. } if peer.as_str() == "n2"))
+        .count();
+    assert!(banned_by_others > 0, "nobody noticed the corrupt peer");
+    let honest_struck = mesh
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::PeerMisbehaved { peer, .. } if peer.as_str() != "n2"))
+        .count();
+    assert_eq!(honest_struck, 0, "an honest peer got a strike");
+}
+
+#[test]
+fn untrusted_manifest_ignored() {
+    let mut mesh = Mesh::star(2, 5);
+    mesh.connect_all();
+    let stranger = SecretKey::from_seed([99; 32]);
+    let (manifest, _) = manifest("KB5", 1, CHUNK, &standard_files(), &stranger);
+    let announcement = manifest.announcement().clone();
+    let name = mesh.names[0].clone();
+    let verdict = mesh.node(1).handle_gossip(harness::START, &name, announcement);
+    assert_eq!(verdict, patchmesh_core::Validation::Reject);
+    assert!(mesh.node(1).manifest(manifest.key()).is_none());
+}
+
+#[test]
+fn late_joiner_catches_up() {
+    let mut mesh = Mesh::star(4, 9);
+    for office in 1..4 {
+        mesh.connect(0, office);
+    }
+    let (manifest, bytes) = manifest("KB6", 1, CHUNK, &standard_files(), &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(30));
+    mesh.connect(4, 2);
+    mesh.run_for(Duration::from_secs(30));
+    assert_eq!(mesh.bytes(4, &key), bytes);
+}
+
+#[test]
+fn restart_resumes_without_refetching() {
+    let mut mesh = Mesh::star(3, 13);
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB7", 1, CHUNK, &[("f", pattern(60 * CHUNK as usize, 8))], &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_millis(40));
+    let held_before: Vec<u32> = mesh.stores[1].chunks.get(&key).map(|c| c.keys().copied().collect()).unwrap_or_default();
+    assert!(!held_before.is_empty() && held_before.len() < 61, "crash point missed: {} chunks", held_before.len());
+    mesh.crash(1);
+    let requests_before = mesh.chunk_requests.len();
+    mesh.restart(1, config("office-0", Role::Office, 99));
+    mesh.connect_all();
+    mesh.run_for(Duration::from_secs(60));
+    assert_eq!(mesh.bytes(1, &key), bytes);
+    let refetched: Vec<u32> = mesh.chunk_requests[requests_before..]
+        .iter()
+        .filter(|(from, _, patch, index)| *from == 1 && *patch == key && held_before.contains(index))
+        .map(|(_, _, _, index)| *index)
+        .collect();
+    assert!(refetched.is_empty(), "refetched verified chunks {refetched:?}");
+}
+
+#[test]
+fn lower_version_ignored() {
+    let mut mesh = Mesh::star(1, 2);
+    mesh.connect_all();
+    let (v2, bytes) = manifest("KB8", 2, CHUNK, &standard_files(), &publisher());
+    mesh.publish(0, v2, &bytes);
+    mesh.run_for(Duration::from_secs(10));
+    let (v1, _) = manifest("KB8", 1, CHUNK, &standard_files(), &publisher());
+    let name = mesh.names[0].clone();
+    let now = mesh.now;
+    let verdict = mesh.node(1).handle_gossip(now, &name, v1.announcement().clone());
+    assert_eq!(verdict, patchmesh_core::Validation::Ignore);
+}
+
+#[test]
+fn expired_manifest_ignored() {
+    let mut mesh = Mesh::star(1, 2);
+    mesh.connect_all();
+    let (manifest, _) = manifest("KB9", 1, CHUNK, &standard_files(), &publisher());
+    let name = mesh.names[0].clone();
+    let later = harness::START.saturating_add(Duration::from_secs(2 * 86_400));
+    let verdict = mesh.node(1).handle_gossip(later, &name, manifest.announcement().clone());
+    assert_eq!(verdict, patchmesh_core::Validation::Ignore);
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let run = || {
+        let mut mesh = Mesh::star(6, 21);
+        mesh.connect_all();
+        let (manifest, bytes) = manifest("KB10", 1, CHUNK, &standard_files(), &publisher());
+        mesh.publish(0, manifest, &bytes);
+        mesh.run_for(Duration::from_secs(60));
+        (mesh.chunk_requests.clone(), mesh.now)
+    };
+    assert_eq!(run(), run());
+}
