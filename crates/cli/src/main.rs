@@ -1,1 +1,60 @@
-fn main(){}
+//! `patchmesh`: keys, publishing, the office-node daemon, status, the demo and the
+//! simulator.
+
+mod demo;
+mod keys;
+mod node;
+mod publish;
+// mod sim;
+mod status;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office nodes.
+#[derive(Parser)]
+#[command(name = "patchmesh", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an ed25519 key pair (secret file mode 0600, public key in PATH.pub).
+    Keygen(keys::KeygenArgs),
+    /// Chunk, hash and sign files into a manifest; optionally hand it to an origin node.
+    Publish(publish::PublishArgs),
+    /// Check a manifest's signatures against a trust file, and files against the manifest.
+    Verify(verify::VerifyArgs),
+    /// Run an office-node daemon.
+    Node(node::NodeArgs),
+    /// Show a running node's peers and per-patch progress.
+    Status(status::StatusArgs),
+    /// Run a complete rollout on this machine: N office daemons and an origin on 127.0.0.1.
+    Demo(demo::DemoArgs),
+    // Simulate a rollout over a modelled WAN.
+    // Sim(sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keys::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
+        // Command::Sim(args) => sim::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

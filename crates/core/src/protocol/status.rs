@@ -58,6 +58,8 @@ pub struct PatchStatus {
     pub stats: TransferStats,
     /// Seconds from acceptance to completion, once complete.
     pub completion_s: Option<f64>,
+    /// When the patch completed, in microseconds since the Unix epoch.
+    pub completed_at_us: Option<u64>,
 }
 
 pub(super) fn snapshot(node: &Node, _now: Timestamp) -> NodeStatus {
@@ -88,6 +90,7 @@ pub(super) fn snapshot(node: &Node, _now: Timestamp) -> NodeStatus {
             completion_s: transfer
                 .completed_at
                 .map(|at| at.saturating_duration_since(transfer.accepted_at).as_secs_f64()),
+            completed_at_us: transfer.completed_at.map(Timestamp::as_micros),
         })
         .collect();
     NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches }

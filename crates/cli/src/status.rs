@@ -1,0 +1,85 @@
+//! `patchmesh status`, and logging setup shared by the commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use patchmesh_node::control::{self, ControlRequest, ControlResponse, StatusReport};
+
+#[derive(clap::Args)]
+pub(crate) struct StatusArgs {
+    /// The node's control socket (default: `<data_dir>/control.sock`).
+    #[arg(long)]
+    socket: PathBuf,
+    /// Print the full status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Logs to standard error; `RUST_LOG` overrides the default level, `info`.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let report = fetch_status(&args.socket)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the node on `socket` for its status.
+pub(crate) fn fetch_status(socket: &std::path::Path) -> anyhow::Result<StatusReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let response = runtime.block_on(control::call(socket, &ControlRequest::Status, Duration::from_secs(10)))?;
+    match response {
+        ControlResponse::Status(report) => Ok(*report),
+        ControlResponse::Error { message } => {
+            Err(anyhow::anyhow!("node at {} reported an error: {message}", socket.display()))
+        }
+        other => Err(anyhow::anyhow!("unexpected response from the node at {}: {other:?}", socket.display())),
+    }
+}
+
+fn print_report(report: &StatusReport) {
+    let node = &report.node;
+    println!("peer id: {}", report.peer_id);
+    println!("site:    {}  role: {}", node["site"].as_str().unwrap_or("?"), node["role"].as_str().unwrap_or("?"));
+    for address in &report.listen {
+        println!("listen:  {address}");
+    }
+    let peers = node["peers"].as_array().cloned().unwrap_or_default();
+    println!("\npeers ({}):", peers.len());
+    println!("  {:<54} {:<16} {:>8} {:>14} {:>14}", "peer", "site", "role", "received B", "sent B");
+    for peer in peers {
+        println!(
+            "  {:<54} {:<16} {:>8} {:>14} {:>14}",
+            peer["peer"].as_str().unwrap_or("?"),
+            peer["site"].as_str().unwrap_or("-"),
+            peer["role"].as_str().unwrap_or("-"),
+            peer["bytes_received"],
+            peer["bytes_sent"]
+        );
+    }
+    let patches = node["patches"].as_array().cloned().unwrap_or_default();
+    println!("\npatches ({}):", patches.len());
+    println!("  {:<32} {:>8} {:<14} {:>15} {:>14} {:>14} {:>14}", "patch", "version", "state", "chunks", "from origin B", "from peers B", "served B");
+    for patch in patches {
+        let chunks = format!("{}/{}", patch["chunks_verified"], patch["chunk_count"]);
+        println!(
+            "  {:<32} {:>8} {:<14} {:>15} {:>14} {:>14} {:>14}",
+            patch["patch_id"].as_str().unwrap_or("?"),
+            patch["version"],
+            patch["state"].as_str().unwrap_or("?"),
+            chunks,
+            patch["stats"]["bytes_from_origin"],
+            patch["stats"]["bytes_from_peers"],
+            patch["stats"]["bytes_served"]
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The libp2p protocols a node runs.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, identify, identity, ping};
+use patchmesh_core::wire::{
+    FETCH_PROTOCOL, FetchRequest, FetchResponse, MAX_FETCH_REQUEST_BYTES, MAX_FETCH_RESPONSE_BYTES,
+    MAX_MESSAGE_BYTES, Message, SYNC_PROTOCOL,
+};
+use serde::{Deserialize, Serialize};
+
+/// The largest gossip message, in bytes: gossipsub's default. An announcement is under
+/// 5 KiB even with the maximum number of signatures.
+pub(crate) const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// The empty answer to a one-way [`Message`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Ack;
+
+/// identify, ping, gossipsub for announcements, and two request-response protocols.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) sync: request_response::cbor::Behaviour<Message, Ack>,
+    pub(crate) fetch: request_response::cbor::Behaviour<FetchRequest, FetchResponse>,
+}
+
+/// Errors building the behaviour.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BehaviourError {
+    /// gossipsub rejected its configuration.
+    #[error("invalid gossipsub configuration: {0}")]
+    Gossipsub(String),
+}
+
+impl Behaviour {
+    pub(crate) fn new(key: &identity::Keypair, request_timeout: Duration) -> Result<Self, BehaviourError> {
+        let identify = identify::Behaviour::new(identify::Config::new("/patchmesh/id/1".into(), key.public()));
+
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            // Nothing is forwarded until the core has checked the signatures.
+            .validate_messages()
+            .validation_mode(ValidationMode::Strict)
+            .max_transmit_size(MAX_GOSSIP_BYTES)
+            // Identical announcements from different publishers' nodes are one message.
+            .message_id_fn(|message: &gossipsub::Message| MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()))
+            .build()
+            .map_err(|error| BehaviourError::Gossipsub(error.to_string()))?;
+        let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|error| BehaviourError::Gossipsub(error.to_string()))?;
+
+        let sync_codec = request_response::cbor::codec::Codec::<Message, Ack>::default()
+            .set_request_size_maximum(MAX_MESSAGE_BYTES)
+            .set_response_size_maximum(1024);
+        let sync = request_response::cbor::Behaviour::with_codec(
+            sync_codec,
+            [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(request_timeout),
+        );
+        let fetch_codec = request_response::cbor::codec::Codec::<FetchRequest, FetchResponse>::default()
+            .set_request_size_maximum(MAX_FETCH_REQUEST_BYTES)
+            .set_response_size_maximum(MAX_FETCH_RESPONSE_BYTES);
+        let fetch = request_response::cbor::Behaviour::with_codec(
+            fetch_codec,
+            [(StreamProtocol::new(FETCH_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(request_timeout)
+                .with_max_concurrent_streams(256),
+        );
+        Ok(Behaviour { identify, ping: ping::Behaviour::default(), gossipsub, sync, fetch })
+    }
+}

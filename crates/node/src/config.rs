@@ -1,0 +1,239 @@
+//! The daemon's configuration file, `node.toml`.
+//!
+//! ```toml
+//! site = "branch-07"                    # this office's name
+//! data_dir = "/var/lib/patchmesh"       # chunk store, assembled patches, control socket
+//! identity_key = "/etc/patchmesh/node.key"   # ed25519 secret key file (mode 0600)
+//! trust_file = "/etc/patchmesh/trust.toml"   # which keys may publish
+//! listen = ["/ip4/0.0.0.0/tcp/7400"]    # libp2p multiaddrs
+//! bootstrap = ["/ip4/10.0.0.1/tcp/7400/p2p/12D3Koo..."]  # peers to dial at start
+//! origin = false                        # true on the head office's publishing node
+//! idle_connection_timeout = "5m"        # keep idle connections this long
+//! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
+//! ```
+//!
+//! Relative paths are resolved against the directory holding the config file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The longest path a Unix domain socket address can hold on Linux, in bytes.
+const UNIX_SOCKET_PATH_MAX: usize = 107;
+
+/// A validated `node.toml`.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// This office's site name.
+    pub site: String,
+    /// Where the store, the assembled patches and the control socket live.
+    pub data_dir: PathBuf,
+    /// The node's ed25519 secret key file; it also gives the libp2p peer id.
+    pub identity_key: PathBuf,
+    /// The trust file listing publisher keys.
+    pub trust_file: PathBuf,
+    /// libp2p addresses to listen on.
+    pub listen: Vec<libp2p::Multiaddr>,
+    /// Peers to dial at start and redial while disconnected; each ends in `/p2p/<peer id>`.
+    pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Whether this node publishes patches (the head office).
+    pub origin: bool,
+    /// How long a connection with no open stream stays up. Default: 5 minutes, long
+    /// enough that offices waiting for the next patch stay connected and hear its gossip
+    /// at once; libp2p's own default of 10 s would drop them between rollouts.
+    pub idle_connection_timeout: Duration,
+    /// The control API's Unix socket, created owner-only.
+    pub control_socket: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    site: String,
+    data_dir: PathBuf,
+    identity_key: PathBuf,
+    trust_file: PathBuf,
+    #[serde(default = "default_listen")]
+    listen: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default)]
+    origin: bool,
+    #[serde(default)]
+    idle_connection_timeout: Option<String>,
+    #[serde(default)]
+    control_socket: Option<PathBuf>,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/7400".into()]
+}
+
+/// A `node.toml` that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type; the message gives line and column.
+    #[error("invalid config file {path}: {source}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error, with position.
+        source: toml::de::Error,
+    },
+    /// A value that parses but cannot be used.
+    #[error("invalid config file {path}: {key} = {value:?}: {fix}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What to use instead.
+        fix: String,
+    },
+}
+
+impl NodeSettings {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        NodeSettings::parse(&text, path, base)
+    }
+
+    /// Parses config text; `path` names the file in errors and `base` resolves relative
+    /// paths.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawSettings =
+            toml::from_str(text).map_err(|source| ConfigError::Toml { path: path.to_path_buf(), source })?;
+        let value_error = |key, value: &str, fix: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            key,
+            value: value.to_string(),
+            fix,
+        };
+        if raw.site.is_empty() || raw.site.len() > 128 || raw.site.chars().any(char::is_control) {
+            return Err(value_error("site", &raw.site, "use 1 to 128 printable characters".into()));
+        }
+        let listen = raw
+            .listen
+            .iter()
+            .map(|text| {
+                text.parse::<libp2p::Multiaddr>()
+                    .map_err(|error| value_error("listen", text, format!("not a multiaddr ({error}); use e.g. /ip4/0.0.0.0/tcp/7400")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen.is_empty() {
+            return Err(value_error("listen", "[]", "list at least one address, e.g. /ip4/0.0.0.0/tcp/7400".into()));
+        }
+        let mut bootstrap = Vec::new();
+        for text in &raw.bootstrap {
+            let address: libp2p::Multiaddr = text.parse().map_err(|error| {
+                value_error("bootstrap", text, format!("not a multiaddr ({error}); use /ip4/ADDR/tcp/PORT/p2p/PEER_ID"))
+            })?;
+            if !matches!(address.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+                return Err(value_error("bootstrap", text, "end the address with /p2p/<peer id> so the peer can be authenticated".into()));
+            }
+            bootstrap.push(address);
+        }
+        let idle_connection_timeout = match &raw.idle_connection_timeout {
+            None => Duration::from_secs(300),
+            Some(text) => humantime_duration(text)
+                .ok_or_else(|| value_error("idle_connection_timeout", text, "use a duration such as \"30s\" or \"5m\"".into()))?,
+        };
+        let data_dir = base.join(&raw.data_dir);
+        let control_socket = base.join(raw.control_socket.unwrap_or_else(|| raw.data_dir.join("control.sock")));
+        if control_socket.as_os_str().len() > UNIX_SOCKET_PATH_MAX {
+            return Err(value_error(
+                "control_socket",
+                &control_socket.display().to_string(),
+                format!("a Unix socket path may have at most {UNIX_SOCKET_PATH_MAX} bytes; set a shorter control_socket"),
+            ));
+        }
+        Ok(NodeSettings {
+            site: raw.site,
+            data_dir,
+            identity_key: base.join(raw.identity_key),
+            trust_file: base.join(raw.trust_file),
+            listen,
+            bootstrap,
+            origin: raw.origin,
+            idle_connection_timeout,
+            control_socket,
+        })
+    }
+}
+
+/// Parses durations such as `500ms`, `30s`, `5m`, `2h`.
+fn humantime_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "ms" => number,
+        "s" => number.checked_mul(1000)?,
+        "m" => number.checked_mul(60_000)?,
+        "h" => number.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "site = \"hq\"\ndata_dir = \"data\"\nidentity_key = \"node.key\"\ntrust_file = \"trust.toml\"\n";
+
+    fn parse(text: &str) -> Result<NodeSettings, ConfigError> {
+        NodeSettings::parse(text, Path::new("/etc/pm/node.toml"), Path::new("/etc/pm"))
+    }
+
+    #[test]
+    fn minimal_defaults() {
+        let settings = parse(MINIMAL).expect("parse");
+        assert_eq!(settings.data_dir, PathBuf::from("/etc/pm/data"));
+        assert_eq!(settings.control_socket, PathBuf::from("/etc/pm/data/control.sock"));
+        assert_eq!(settings.idle_connection_timeout, Duration::from_secs(300));
+        assert!(!settings.origin);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let error = parse("site = \"hq\"\ndata_dir = \n").expect_err("syntax");
+        let message = error.to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains("column"), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_rejected() {
+        let error = parse(&format!("{MINIMAL}orign = true\n")).expect_err("typo");
+        assert!(error.to_string().contains("orign"), "{error}");
+    }
+
+    #[test]
+    fn bootstrap_needs_peer_id() {
+        let error = parse(&format!("{MINIMAL}bootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n")).expect_err("no /p2p");
+        assert!(error.to_string().contains("/p2p/"), "{error}");
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [("500ms", Some(500)), ("30s", Some(30_000)), ("5m", Some(300_000)), ("2h", Some(7_200_000)), ("5", None), ("x", None), ("-1s", None)];
+        for (text, millis) in cases {
+            assert_eq!(humantime_duration(text), millis.map(Duration::from_millis), "{text}");
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! The office-node daemon: the event loop that drives the protocol core with libp2p,
+//! the chunk store and the control API.
+//!
+//! One task owns the swarm and the core. Store work (hashing, fsync) runs on tokio's
+//! blocking pool and reports back over a bounded channel, so a slow disk never stalls
+//! the network.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm, identity, noise, tcp, yamux};
+use patchmesh_core::protocol::{BodyOutcome, InboundId, RequestId};
+use patchmesh_core::wire::{ANNOUNCE_TOPIC, DeclineReason, FetchRequest, FetchResponse, Message};
+use patchmesh_core::{
+    Action, Announcement, Bitfield, ChunkId, ChunkOutcome, Event, Manifest, Node, NodeConfig, PatchKey, PeerId, Role,
+    Timestamp, TrustPolicy, Validation,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
+use crate::config::NodeSettings;
+use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
+use crate::keyfile;
+use crate::store::{ChunkStore, WriteChunkError};
+
+/// How often bootstrap peers that are not connected are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Store tasks waiting to report back; the loop stops reading the network when full.
+const STORE_QUEUE: usize = 256;
+
+/// A daemon that could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The identity key could not be read.
+    #[error(transparent)]
+    Identity(#[from] keyfile::KeyFileError),
+    /// The trust file could not be read.
+    #[error("cannot use trust file {path}: {reason}")]
+    Trust {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The data dir could not be opened.
+    #[error("cannot open data dir: {0}")]
+    Store(String),
+    /// libp2p could not be set up.
+    #[error("cannot start networking: {0}")]
+    Network(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {address}: {reason}; check that the port is free and the address is local")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The control socket could not be created.
+    #[error("cannot create control socket {path}: {source}")]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Results of store work done off the event loop.
+enum StoreDone {
+    ChunkWritten { request: RequestId, outcome: ChunkOutcome },
+    ChunkRead { channel: ResponseChannel<FetchResponse>, chunk: ChunkId, result: Result<Vec<u8>, String> },
+    Assembled { patch: PatchKey, result: Result<Vec<PathBuf>, String> },
+    Imported { manifest: Arc<Manifest>, result: Result<Vec<PathBuf>, String>, reply: oneshot::Sender<ControlResponse> },
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
+    let secret = keyfile::read_secret_key(&settings.identity_key)?;
+    let trust_text = std::fs::read_to_string(&settings.trust_file)
+        .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
+    let trust = TrustPolicy::from_toml(&trust_text)
+        .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
+    let store = ChunkStore::open(&settings.data_dir).map_err(|error| DaemonError::Store(error.to_string()))?;
+
+    let keypair = identity::Keypair::ed25519_from_bytes(*secret.seed())
+        .map_err(|error| DaemonError::Network(error.to_string()))?;
+    drop(secret);
+    let local_peer = keypair.public().to_peer_id();
+    let role = if settings.origin { Role::Origin } else { Role::Office };
+    let mut config = NodeConfig::new(settings.site.clone(), role);
+    config.seed = u64::from_le_bytes(blake3::hash(&local_peer.to_bytes()).as_bytes()[..8].try_into().unwrap_or_default());
+    let request_timeout = config.request_timeout;
+    let node = Node::new(PeerId::new(local_peer.to_base58()), config, trust.clone());
+
+    let idle = settings.idle_connection_timeout;
+    let behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
+        .map_err(|error| DaemonError::Network(error.to_string()))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|error| DaemonError::Network(error.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|error| DaemonError::Network(error.to_string()))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(idle))
+        .build();
+    let topic = IdentTopic::new(ANNOUNCE_TOPIC);
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).map_err(|error| DaemonError::Network(error.to_string()))?;
+    for address in &settings.listen {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|error| DaemonError::Listen { address: address.clone(), reason: error.to_string() })?;
+    }
+
+    let listener = control::bind(&settings.control_socket)
+        .map_err(|source| DaemonError::Control { path: settings.control_socket.clone(), source })?;
+    let (control_tx, control_rx) = mpsc::channel(64);
+    let control_task = tokio::spawn(control::serve(listener, control_tx));
+
+    let span = info_span!("node", peer = %local_peer, site = %settings.site);
+    let _entered = span.enter();
+    info!(data_dir = %settings.data_dir.display(), origin = settings.origin, "node starting");
+
+    let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+    let mut daemon = Daemon {
+        swarm,
+        node,
+        store,
+        trust,
+        topic,
+        settings: settings.clone(),
+        outbound_fetch: HashMap::new(),
+        outbound_sync: HashMap::new(),
+        inbound: HashMap::new(),
+        next_inbound: 0,
+        sync_queues: HashMap::new(),
+        store_tx,
+        store_tasks: 0,
+        files: HashMap::new(),
+        listen: Vec::new(),
+    };
+    daemon.restore();
+    let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
+    control_task.abort();
+    let _ = std::fs::remove_file(&settings.control_socket);
+    info!("node stopped");
+    result
+}
+
+struct Daemon {
+    swarm: Swarm<Behaviour>,
+    node: Node,
+    store: ChunkStore,
+    trust: TrustPolicy,
+    topic: IdentTopic,
+    settings: NodeSettings,
+    /// Fetch requests in flight: libp2p's id to the core's.
+    outbound_fetch: HashMap<OutboundRequestId, (RequestId, FetchRequest)>,
+    /// One-way messages in flight, per peer: the ack releases the next one.
+    outbound_sync: HashMap<OutboundRequestId, libp2p::PeerId>,
+    /// Inbound fetch requests the core has not answered yet.
+    inbound: HashMap<InboundId, ResponseChannel<FetchResponse>>,
+    next_inbound: u64,
+    /// Messages waiting per peer, sent one at a time so they arrive in order.
+    sync_queues: HashMap<libp2p::PeerId, SyncQueue>,
+    store_tx: mpsc::Sender<StoreDone>,
+    store_tasks: usize,
+    /// Assembled files per complete patch.
+    files: HashMap<PatchKey, Vec<PathBuf>>,
+    listen: Vec<Multiaddr>,
+}
+
+#[derive(Default)]
+struct SyncQueue {
+    in_flight: bool,
+    waiting: VecDeque<Message>,
+}
+
+impl SyncQueue {
+    /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch.
+    ///
+    /// Messages go out one at a time, so while one waits for its ack, chunk arrivals
+    /// would otherwise pile up as many small `Have`s and peers would learn of new chunks
+    /// late, asking the origin for chunks a neighbour already holds.
+    fn push(&mut self, message: Message) {
+        if let Message::Have { patch, indices } = &message {
+            if let Some(Message::Have { patch: waiting_patch, indices: waiting }) = self.waiting.back_mut() {
+                if waiting_patch == patch {
+                    waiting.extend_from_slice(indices);
+                    return;
+                }
+            }
+        }
+        self.waiting.push_back(message);
+    }
+}
+
+impl Daemon {
+    /// Loads what the store verified before a restart into the core.
+    fn restore(&mut self) {
+        let loaded = match self.store.load_all(&self.trust) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                error!(%error, "cannot read the store; starting empty");
+                return;
+            }
+        };
+        let now = Timestamp::now_system();
+        for patch in loaded {
+            let key = patch.manifest.key().clone();
+            info!(patch = %key, chunks = patch.have.count(), total = patch.manifest.chunk_count(), assembled = patch.assembled, "resuming patch");
+            if patch.assembled {
+                self.files.insert(key, self.store.file_paths(&patch.manifest));
+            }
+            self.node.handle_manifest_loaded(now, patch.manifest, patch.have, patch.assembled, false);
+        }
+        self.pump();
+    }
+
+    async fn run_loop(
+        &mut self,
+        mut control_rx: mpsc::Receiver<PendingControl>,
+        mut store_rx: mpsc::Receiver<StoreDone>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        tokio::pin!(shutdown);
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            let timeout = self.node.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(Timestamp::now_system());
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(done) = store_rx.recv() => self.on_store_done(done),
+                Some(pending) = control_rx.recv() => self.on_control(pending),
+                () = sleep => self.node.handle_timeout(Timestamp::now_system()),
+                _ = redial.tick() => self.redial(),
+            }
+            self.pump();
+        }
+        info!(store_tasks = self.store_tasks, "shutting down; waiting for store writes");
+        // Writes are atomic (temp file, fsync, rename), so a write cut short leaves
+        // nothing visible; waiting lets the ones under way finish cleanly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.store_tasks > 0 {
+            match tokio::time::timeout_at(deadline, store_rx.recv()).await {
+                Ok(Some(_)) => self.store_tasks -= 1,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn redial(&mut self) {
+        for address in self.settings.bootstrap.clone() {
+            let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() else {
+                continue;
+            };
+            if !self.swarm.is_connected(&peer) {
+                if let Err(error) = self.swarm.dial(address.clone()) {
+                    debug!(%address, %error, "dial failed");
+                }
+            }
+        }
+    }
+
+    fn core_peer(peer: &libp2p::PeerId) -> PeerId {
+        PeerId::new(peer.to_base58())
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        let now = Timestamp::now_system();
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen.push(address);
+                self.write_ready_file();
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                if self.node.is_banned(&Self::core_peer(&peer_id)) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
+                    self.node.handle_peer_connected(now, Self::core_peer(&peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+                if num_established == 0 {
+                    info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
+                    self.sync_queues.remove(&peer_id);
+                    self.node.handle_peer_disconnected(now, &Self::core_peer(&peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(now, event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, now: Timestamp, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                let acceptance = self.on_gossip(now, &propagation_source, &message.data);
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, Ack);
+                    self.node.handle_message(now, &Self::core_peer(&peer), request);
+                }
+                request_response::Message::Response { request_id, .. } => self.sync_done(request_id),
+            },
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
+                debug!(%peer, %error, "message delivery failed");
+                self.sync_done(request_id);
+            }
+            BehaviourEvent::Fetch(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.next_inbound += 1;
+                    let inbound = InboundId(self.next_inbound);
+                    self.inbound.insert(inbound, channel);
+                    self.node.handle_fetch_request(now, &Self::core_peer(&peer), inbound, request);
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_fetch_response(now, peer, request_id, response);
+                }
+            },
+            BehaviourEvent::Fetch(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
+                if let Some((request, fetch)) = self.outbound_fetch.remove(&request_id) {
+                    debug!(%peer, ?fetch, %error, "fetch failed");
+                    let reason = error.to_string();
+                    match fetch {
+                        FetchRequest::Body { .. } => self.node.handle_body_outcome(now, request, BodyOutcome::Failed { reason }),
+                        FetchRequest::Chunk { .. } => self.node.handle_chunk_outcome(now, request, ChunkOutcome::Failed { reason }),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, now: Timestamp, source: &libp2p::PeerId, data: &[u8]) -> MessageAcceptance {
+        if data.len() > MAX_GOSSIP_BYTES {
+            warn!(peer = %source, bytes = data.len(), "oversized announcement rejected");
+            return MessageAcceptance::Reject;
+        }
+        let announcement: Announcement = match serde_json::from_slice(data) {
+            Ok(announcement) => announcement,
+            Err(error) => {
+                warn!(peer = %source, %error, "undecodable announcement rejected");
+                return MessageAcceptance::Reject;
+            }
+        };
+        match self.node.handle_gossip(now, &Self::core_peer(source), announcement) {
+            Validation::Accept => MessageAcceptance::Accept,
+            Validation::Reject => MessageAcceptance::Reject,
+            Validation::Ignore => MessageAcceptance::Ignore,
+        }
+    }
+
+    fn on_fetch_response(&mut self, now: Timestamp, peer: libp2p::PeerId, id: OutboundRequestId, response: FetchResponse) {
+        let Some((request, fetch)) = self.outbound_fetch.remove(&id) else {
+            return;
+        };
+        match (fetch, response) {
+            (FetchRequest::Body { .. }, FetchResponse::Body(bytes)) => {
+                self.node.handle_body_outcome(now, request, BodyOutcome::Received(bytes));
+            }
+            (FetchRequest::Body { .. }, FetchResponse::Declined(reason)) => {
+                self.node.handle_body_outcome(now, request, BodyOutcome::Declined(reason));
+            }
+            (FetchRequest::Chunk { patch, index }, FetchResponse::Chunk(bytes)) => {
+                let Some(manifest) = self.node.manifest(&patch).cloned() else {
+                    return;
+                };
+                let store = self.store.clone();
+                let done = self.store_tx.clone();
+                self.store_tasks += 1;
+                let span = tracing::trace_span!("chunk", peer = %peer, chunk = %ChunkId { patch: patch.clone(), index });
+                tokio::task::spawn_blocking(move || {
+                    let _entered = span.enter();
+                    let outcome = match store.write_chunk(&manifest, index, &bytes) {
+                        Ok(()) => ChunkOutcome::Stored,
+                        Err(error @ WriteChunkError::Rejected { .. }) => {
+                            warn!(%peer, %error, "chunk failed verification; not stored");
+                            ChunkOutcome::Corrupt { reason: error.to_string() }
+                        }
+                        Err(error) => {
+                            error!(%error, "cannot store a verified chunk");
+                            ChunkOutcome::StoreFailed { reason: error.to_string() }
+                        }
+                    };
+                    let _ = done.blocking_send(StoreDone::ChunkWritten { request, outcome });
+                });
+            }
+            (FetchRequest::Chunk { .. }, FetchResponse::Declined(reason)) => {
+                self.node.handle_chunk_outcome(now, request, ChunkOutcome::Declined(reason));
+            }
+            (fetch, _) => {
+                warn!(%peer, ?fetch, "response does not match the request");
+                let reason = "response does not match the request".to_string();
+                match fetch {
+                    FetchRequest::Body { .. } => self.node.handle_body_outcome(now, request, BodyOutcome::Failed { reason }),
+                    FetchRequest::Chunk { .. } => self.node.handle_chunk_outcome(now, request, ChunkOutcome::Corrupt { reason }),
+                }
+            }
+        }
+    }
+
+    fn on_store_done(&mut self, done: StoreDone) {
+        self.store_tasks = self.store_tasks.saturating_sub(1);
+        let now = Timestamp::now_system();
+        match done {
+            StoreDone::ChunkWritten { request, outcome } => self.node.handle_chunk_outcome(now, request, outcome),
+            StoreDone::ChunkRead { channel, chunk, result } => {
+                let response = match result {
+                    Ok(bytes) => FetchResponse::Chunk(bytes),
+                    Err(error) => {
+                        warn!(%chunk, %error, "cannot serve chunk");
+                        FetchResponse::Declined(DeclineReason::NotFound)
+                    }
+                };
+                let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+            }
+            StoreDone::Assembled { patch, result } => match result {
+                Ok(files) => {
+                    info!(%patch, files = files.len(), "patch assembled and verified");
+                    self.files.insert(patch.clone(), files);
+                    self.node.handle_assembled(now, &patch, Ok(()));
+                }
+                Err(reason) => {
+                    error!(%patch, %reason, "assembly failed");
+                    self.node.handle_assembled(now, &patch, Err(reason));
+                }
+            },
+            StoreDone::Imported { manifest, result, reply } => match result {
+                Ok(files) => {
+                    let key = manifest.key().clone();
+                    info!(patch = %key, files = files.len(), bytes = manifest.header().total_bytes, "patch published");
+                    self.files.insert(key.clone(), files.clone());
+                    let have = Bitfield::full(manifest.chunk_count());
+                    self.node.handle_manifest_loaded(now, manifest, have, true, true);
+                    let _ = reply.send(ControlResponse::Published { patch: key.to_string(), files });
+                }
+                Err(message) => {
+                    let _ = reply.send(ControlResponse::Error { message });
+                }
+            },
+        }
+    }
+
+    fn on_control(&mut self, pending: PendingControl) {
+        match pending.request {
+            ControlRequest::Status => {
+                let report = StatusReport {
+                    peer_id: self.swarm.local_peer_id().to_base58(),
+                    listen: self.listen.iter().map(ToString::to_string).collect(),
+                    node: control::status_json(&self.node.status(Timestamp::now_system())),
+                    files: self.files.iter().map(|(key, files)| (key.to_string(), files.clone())).collect(),
+                };
+                let _ = pending.reply.send(ControlResponse::Status(Box::new(report)));
+            }
+            ControlRequest::Connect { addresses } => {
+                let mut count = 0;
+                for text in addresses {
+                    match text.parse::<Multiaddr>() {
+                        Ok(address) => match self.swarm.dial(address) {
+                            Ok(()) => count += 1,
+                            Err(error) => warn!(address = %text, %error, "dial failed"),
+                        },
+                        Err(error) => warn!(address = %text, %error, "invalid address in connect request"),
+                    }
+                }
+                let _ = pending.reply.send(ControlResponse::Connecting { count });
+            }
+            ControlRequest::Publish { manifest, sources } => self.publish(manifest, sources, pending.reply),
+        }
+    }
+
+    fn publish(&mut self, manifest: String, sources: Vec<PathBuf>, reply: oneshot::Sender<ControlResponse>) {
+        let fail = |reply: oneshot::Sender<ControlResponse>, message: String| {
+            warn!(%message, "publish refused");
+            let _ = reply.send(ControlResponse::Error { message });
+        };
+        if !self.settings.origin {
+            return fail(reply, "this node is not an origin; publish on the node with `origin = true`".into());
+        }
+        let manifest = match Manifest::from_json(&manifest) {
+            Ok(manifest) => Arc::new(manifest),
+            Err(error) => return fail(reply, error.to_string()),
+        };
+        if let Err(error) = self.trust.verify(manifest.announcement()) {
+            return fail(reply, format!("{error}; add the publisher's key to {}", self.settings.trust_file.display()));
+        }
+        if sources.len() != manifest.body().files.len() {
+            return fail(
+                reply,
+                format!("the manifest lists {} files but {} source files were given", manifest.body().files.len(), sources.len()),
+            );
+        }
+        let store = self.store.clone();
+        let done = self.store_tx.clone();
+        self.store_tasks += 1;
+        tokio::task::spawn_blocking(move || {
+            let result = store.import(&manifest, &sources).map_err(|error| error.to_string());
+            let _ = done.blocking_send(StoreDone::Imported { manifest, result, reply });
+        });
+    }
+
+    fn sync_done(&mut self, request_id: OutboundRequestId) {
+        if let Some(peer) = self.outbound_sync.remove(&request_id) {
+            if let Some(queue) = self.sync_queues.get_mut(&peer) {
+                queue.in_flight = false;
+            }
+            self.flush_sync(peer);
+        }
+    }
+
+    fn flush_sync(&mut self, peer: libp2p::PeerId) {
+        let Some(queue) = self.sync_queues.get_mut(&peer) else {
+            return;
+        };
+        if queue.in_flight {
+            return;
+        }
+        if let Some(message) = queue.waiting.pop_front() {
+            queue.in_flight = true;
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
+            self.outbound_sync.insert(id, peer);
+        }
+    }
+
+    /// Performs the core's actions and logs its events until both queues are empty.
+    fn pump(&mut self) {
+        while let Some(action) = self.node.poll_action() {
+            self.perform(action);
+        }
+        while let Some(event) = self.node.poll_event() {
+            log_event(&event);
+        }
+    }
+
+    fn libp2p_peer(peer: &PeerId) -> Option<libp2p::PeerId> {
+        peer.as_str().parse().ok()
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Send { peer, message } => {
+                let Some(peer) = Self::libp2p_peer(&peer) else {
+                    return;
+                };
+                self.sync_queues.entry(peer).or_default().push(message);
+                self.flush_sync(peer);
+            }
+            Action::Gossip(announcement) => {
+                let data = serde_json::to_vec(&announcement).unwrap_or_default();
+                if let Err(error) = self.swarm.behaviour_mut().gossipsub.publish(self.topic.clone(), data) {
+                    // Peers connected now also get the announcement directly.
+                    debug!(%error, "gossip publish failed");
+                }
+            }
+            Action::Request { request, peer, fetch } => {
+                let Some(peer) = Self::libp2p_peer(&peer) else {
+                    return;
+                };
+                let id = self.swarm.behaviour_mut().fetch.send_request(&peer, fetch.clone());
+                self.outbound_fetch.insert(id, (request, fetch));
+            }
+            Action::Respond { inbound, response } => {
+                if let Some(channel) = self.inbound.remove(&inbound) {
+                    let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+                }
+            }
+            Action::ServeChunk { inbound, chunk } => {
+                let Some(channel) = self.inbound.remove(&inbound) else {
+                    return;
+                };
+                let Some(manifest) = self.node.manifest(&chunk.patch).cloned() else {
+                    let _ = self.swarm.behaviour_mut().fetch.send_response(channel, FetchResponse::Declined(DeclineReason::NotFound));
+                    return;
+                };
+                let store = self.store.clone();
+                let done = self.store_tx.clone();
+                self.store_tasks += 1;
+                tokio::task::spawn_blocking(move || {
+                    let result = store.read_chunk(&manifest, chunk.index).map_err(|error| error.to_string());
+                    let _ = done.blocking_send(StoreDone::ChunkRead { channel, chunk, result });
+                });
+            }
+            Action::StoreManifest(manifest) => {
+                if let Err(error) = self.store.save_manifest(&manifest) {
+                    error!(patch = %manifest.key(), %error, "cannot save manifest; a restart will not resume this patch");
+                }
+            }
+            Action::AssemblePatch(manifest) => {
+                let store = self.store.clone();
+                let done = self.store_tx.clone();
+                self.store_tasks += 1;
+                tokio::task::spawn_blocking(move || {
+                    let patch = manifest.key().clone();
+                    let result = store.assemble(&manifest).map_err(|error| error.to_string());
+                    let _ = done.blocking_send(StoreDone::Assembled { patch, result });
+                });
+            }
+            Action::BanPeer { peer, reason } => {
+                warn!(%peer, %reason, "banning peer");
+                if let Some(peer) = Self::libp2p_peer(&peer) {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+        }
+    }
+
+    /// Writes `<data_dir>/node.json` with the peer id, listen addresses and control
+    /// socket, so scripts and the demo can find a node that listens on port 0.
+    fn write_ready_file(&self) {
+        let info = serde_json::json!({
+            "peer_id": self.swarm.local_peer_id().to_base58(),
+            "listen": self.listen.iter().map(|a| format!("{a}/p2p/{}", self.swarm.local_peer_id())).collect::<Vec<_>>(),
+            "control_socket": self.settings.control_socket,
+            "site": self.settings.site,
+        });
+        let path = self.settings.data_dir.join("node.json");
+        let temp = self.settings.data_dir.join(".node.json.tmp");
+        let result = std::fs::write(&temp, info.to_string()).and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(error) = result {
+            warn!(path = %path.display(), %error, "cannot write node.json");
+        }
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::ManifestAccepted { patch, from } => info!(%patch, from = ?from.as_ref().map(PeerId::as_str), "manifest accepted"),
+        Event::ManifestDropped { patch, from, reason } => warn!(%patch, peer = %from, %reason, "announcement dropped"),
+        Event::PatchComplete { patch, stats, elapsed } => info!(
+            %patch,
+            bytes_from_origin = stats.bytes_from_origin,
+            bytes_from_peers = stats.bytes_from_peers,
+            elapsed_s = elapsed.as_secs_f64(),
+            "patch complete"
+        ),
+        Event::PatchFailed { patch, reason } => error!(%patch, %reason, "patch failed"),
+        Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, "peer misbehaved"),
+    }
+}

@@ -1,0 +1,411 @@
+//! The flow-level network model: max-min fair sharing by progressive filling.
+//!
+//! A flow is a transfer of a known number of bytes over a fixed path of directed links.
+//! At any instant every flow has a rate, and the rates are the max-min fair allocation:
+//! no flow can get more without taking from a flow that has no more than it. Progressive
+//! filling computes it: raise every rate together until a link is full (or a flow reaches
+//! its own cap), freeze the flows on that link, and go on with the rest.
+//!
+//! Rates change only when a flow starts or ends, so the model creates no per-byte or
+//! per-packet events. After a change only the flows that share a link with the changed
+//! ones, directly or through other flows (the connected component of the flow-link
+//! graph), are recomputed; flows in other components keep their rates, which max-min
+//! fairness guarantees are unaffected. The caller batches changes and calls
+//! [`FlowNet::recompute`] once before virtual time advances.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+
+/// Index of a directed link.
+pub type LinkId = usize;
+/// Index of a flow; indices of finished flows are reused.
+pub type FlowId = usize;
+
+#[derive(Debug)]
+struct Flow {
+    path: Vec<LinkId>,
+    /// The flow's own rate limit in bytes per second (a loss-limited TCP rate), or
+    /// infinity.
+    cap: f64,
+    /// The current rate in bytes per second.
+    rate: f64,
+    /// Bytes left at `updated_us`.
+    remaining: f64,
+    updated_us: u64,
+    /// Changes whenever the predicted completion changes, so stale predictions in the
+    /// caller's event queue can be told apart.
+    version: u64,
+}
+
+/// A new completion prediction for a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The flow.
+    pub flow: FlowId,
+    /// The virtual time, in microseconds, at which its last byte leaves the path.
+    pub at_us: u64,
+    /// The flow's version when the prediction was made.
+    pub version: u64,
+}
+
+/// Links, the flows on them and their max-min fair rates.
+#[derive(Debug, Default)]
+pub struct FlowNet {
+    capacity: Vec<f64>,
+    link_flows: Vec<BTreeSet<FlowId>>,
+    flows: Vec<Option<Flow>>,
+    free: Vec<FlowId>,
+    dirty: Vec<LinkId>,
+    /// Scratch space for [`FlowNet::recompute`], indexed by link and by flow.
+    link_mark: Vec<u64>,
+    flow_mark: Vec<u64>,
+    residual: Vec<f64>,
+    unfrozen: Vec<u32>,
+    generation: u64,
+}
+
+/// A link's fair share in the progressive-filling heap, smallest first.
+#[derive(PartialEq)]
+struct Share(f64, LinkId);
+
+impl Eq for Share {}
+
+impl PartialOrd for Share {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Share {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+impl FlowNet {
+    /// An empty network.
+    pub fn new() -> Self {
+        FlowNet::default()
+    }
+
+    /// Adds a directed link of `capacity` bytes per second.
+    pub fn add_link(&mut self, capacity: f64) -> LinkId {
+        debug_assert!(capacity > 0.0, "link capacity must be positive");
+        self.capacity.push(capacity);
+        self.link_flows.push(BTreeSet::new());
+        self.link_mark.push(0);
+        self.residual.push(0.0);
+        self.unfrozen.push(0);
+        self.capacity.len() - 1
+    }
+
+    /// The number of links.
+    pub fn link_count(&self) -> usize {
+        self.capacity.len()
+    }
+
+    /// The capacity of `link` in bytes per second.
+    pub fn capacity(&self, link: LinkId) -> f64 {
+        self.capacity[link]
+    }
+
+    /// The flows crossing `link`.
+    pub fn flows_on(&self, link: LinkId) -> impl Iterator<Item = FlowId> + '_ {
+        self.link_flows[link].iter().copied()
+    }
+
+    /// Starts a flow of `bytes` over `path` at `now_us`, limited to `cap` bytes per second
+    /// on its own (infinity for none). Its rate is 0 until the next recompute.
+    pub fn add_flow(&mut self, now_us: u64, path: Vec<LinkId>, bytes: f64, cap: f64) -> FlowId {
+        let flow = Flow { path, cap, rate: 0.0, remaining: bytes, updated_us: now_us, version: 0 };
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.flows.push(None);
+                self.flow_mark.push(0);
+                self.flows.len() - 1
+            }
+        };
+        for &link in &flow.path {
+            self.link_flows[link].insert(id);
+            self.dirty.push(link);
+        }
+        self.flows[id] = Some(flow);
+        id
+    }
+
+    /// Ends a flow, finished or cancelled, and returns the bytes it had left.
+    pub fn remove_flow(&mut self, now_us: u64, id: FlowId) -> f64 {
+        let Some(flow) = self.flows.get_mut(id).and_then(Option::take) else {
+            return 0.0;
+        };
+        for &link in &flow.path {
+            self.link_flows[link].remove(&id);
+            self.dirty.push(link);
+        }
+        self.free.push(id);
+        let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
+        (flow.remaining - flow.rate * elapsed).max(0.0)
+    }
+
+    /// Whether a flow with this id is running.
+    pub fn contains(&self, id: FlowId) -> bool {
+        self.flows.get(id).is_some_and(Option::is_some)
+    }
+
+    /// The current rate of a flow in bytes per second, 0 if it is not running.
+    pub fn rate(&self, id: FlowId) -> f64 {
+        self.flows.get(id).and_then(Option::as_ref).map_or(0.0, |flow| flow.rate)
+    }
+
+    /// The version of a running flow.
+    pub fn version(&self, id: FlowId) -> Option<u64> {
+        self.flows.get(id).and_then(Option::as_ref).map(|flow| flow.version)
+    }
+
+    /// The number of running flows.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len() - self.free.len()
+    }
+
+    /// Whether a flow started or ended since the last recompute.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Recomputes the rates of every flow connected to a changed link and returns a new
+    /// completion prediction for each flow whose rate changed or that is new.
+    pub fn recompute(&mut self, now_us: u64) -> Vec<Completion> {
+        if self.dirty.is_empty() {
+            return Vec::new();
+        }
+        self.generation += 1;
+        let generation = self.generation;
+
+        // 1. The connected component of the changed links, by breadth-first search.
+        let mut links: Vec<LinkId> = Vec::new();
+        let mut flows: Vec<FlowId> = Vec::new();
+        let mut stack: Vec<LinkId> = std::mem::take(&mut self.dirty);
+        while let Some(link) = stack.pop() {
+            if self.link_mark[link] == generation {
+                continue;
+            }
+            self.link_mark[link] = generation;
+            links.push(link);
+            for &id in &self.link_flows[link] {
+                if self.flow_mark[id] == generation {
+                    continue;
+                }
+                self.flow_mark[id] = generation;
+                flows.push(id);
+                if let Some(flow) = &self.flows[id] {
+                    stack.extend(flow.path.iter().copied().filter(|&l| self.link_mark[l] != generation));
+                }
+            }
+        }
+        flows.sort_unstable();
+
+        // 2. Bring each flow's remaining bytes up to `now` at its old rate.
+        for &id in &flows {
+            if let Some(flow) = self.flows[id].as_mut() {
+                let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
+                flow.remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
+                flow.updated_us = now_us;
+            }
+        }
+
+        // 3. Progressive filling over the component.
+        let mut heap = BinaryHeap::with_capacity(links.len());
+        for &link in &links {
+            self.residual[link] = self.capacity[link];
+            self.unfrozen[link] = self.link_flows[link].len() as u32;
+            if self.unfrozen[link] > 0 {
+                heap.push(Share(self.residual[link] / f64::from(self.unfrozen[link]), link));
+            }
+        }
+        let mut capped: Vec<(f64, FlowId)> = flows
+            .iter()
+            .filter_map(|&id| self.flows[id].as_ref().filter(|f| f.cap.is_finite()).map(|f| (f.cap, id)))
+            .collect();
+        capped.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut next_capped = 0;
+        let mut new_rate: Vec<(FlowId, f64)> = Vec::with_capacity(flows.len());
+        // A flow is frozen once its mark moves past this generation.
+        let frozen = generation + 1;
+        loop {
+            // Drop heap entries whose share is stale or whose link has no unfrozen flow.
+            let bottleneck = loop {
+                match heap.peek() {
+                    Some(Share(share, link)) => {
+                        let count = self.unfrozen[*link];
+                        let current = if count == 0 { f64::NAN } else { self.residual[*link].max(0.0) / f64::from(count) };
+                        if count == 0 || current.to_bits() != share.to_bits() {
+                            heap.pop();
+                            continue;
+                        }
+                        break Some((*share, *link));
+                    }
+                    None => break None,
+                }
+            };
+            while next_capped < capped.len() && self.flow_mark[capped[next_capped].1] == frozen {
+                next_capped += 1;
+            }
+            let cap = capped.get(next_capped).copied();
+            let to_freeze: Vec<(FlowId, f64)> = match (bottleneck, cap) {
+                (None, None) => break,
+                (Some((share, _)), Some((cap, id))) if cap <= share => vec![(id, cap)],
+                (None, Some((cap, id))) => vec![(id, cap)],
+                (Some((share, link)), _) => self.link_flows[link]
+                    .iter()
+                    .filter(|&&id| self.flow_mark[id] != frozen)
+                    .map(|&id| (id, share))
+                    .collect(),
+            };
+            for (id, rate) in to_freeze {
+                self.flow_mark[id] = frozen;
+                new_rate.push((id, rate));
+                let Some(flow) = self.flows[id].as_ref() else {
+                    continue;
+                };
+                for &link in &flow.path {
+                    self.residual[link] -= rate;
+                    self.unfrozen[link] -= 1;
+                    if self.unfrozen[link] > 0 {
+                        let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
+                        heap.push(Share(share, link));
+                    }
+                }
+            }
+        }
+
+        // 4. New predictions for flows whose rate changed.
+        new_rate.sort_unstable_by_key(|&(id, _)| id);
+        let mut completions = Vec::new();
+        for (id, rate) in new_rate {
+            let Some(flow) = self.flows[id].as_mut() else {
+                continue;
+            };
+            if flow.rate.to_bits() == rate.to_bits() && flow.version > 0 {
+                continue;
+            }
+            flow.rate = rate;
+            flow.version += 1;
+            completions.push(Completion { flow: id, at_us: finish_time(now_us, flow.remaining, rate), version: flow.version });
+        }
+        completions
+    }
+}
+
+/// The instant a flow with `remaining` bytes at `rate` finishes, rounded up to the next
+/// microsecond so that no transfer beats its rate.
+fn finish_time(now_us: u64, remaining: f64, rate: f64) -> u64 {
+    if remaining <= 0.0 {
+        return now_us;
+    }
+    if rate <= 0.0 {
+        return u64::MAX;
+    }
+    let micros = (remaining / rate * 1e6).ceil();
+    if micros >= (u64::MAX - now_us) as f64 { u64::MAX } else { now_us + micros as u64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn two_flows_share_one_link() {
+        let mut net = FlowNet::new();
+        let link = net.add_link(10e6);
+        let a = net.add_flow(0, vec![link], 5e6, f64::INFINITY);
+        let b = net.add_flow(0, vec![link], 10e6, f64::INFINITY);
+        let completions = net.recompute(0);
+        assert!(close(net.rate(a), 5e6), "rate a = {}", net.rate(a));
+        assert!(close(net.rate(b), 5e6), "rate b = {}", net.rate(b));
+        assert_eq!(completions.iter().find(|c| c.flow == a).map(|c| c.at_us), Some(1_000_000));
+
+        // When `a` ends at 1 s, `b` has 5 MB left and gets the whole link: done at 1.5 s.
+        net.remove_flow(1_000_000, a);
+        let completions = net.recompute(1_000_000);
+        assert!(close(net.rate(b), 10e6));
+        assert_eq!(completions, vec![Completion { flow: b, at_us: 1_500_000, version: 2 }]);
+    }
+
+    #[test]
+    fn three_flows_share_a_bottleneck() {
+        // Three flows cross a 9 MB/s bottleneck; each also has a private 100 MB/s link.
+        let mut net = FlowNet::new();
+        let bottleneck = net.add_link(9e6);
+        let flows: Vec<FlowId> = (0..3)
+            .map(|_| {
+                let private = net.add_link(100e6);
+                net.add_flow(0, vec![private, bottleneck], 1e6, f64::INFINITY)
+            })
+            .collect();
+        net.recompute(0);
+        for flow in flows {
+            assert!(close(net.rate(flow), 3e6), "flow {flow} rate {}", net.rate(flow));
+        }
+    }
+
+    #[test]
+    fn chain_of_two_links() {
+        // Link A (10 MB/s) feeds link B (4 MB/s). Flow 1 crosses both, flow 2 only A,
+        // flow 3 only B. B splits 2 + 2; flow 2 takes what A has left: 8.
+        let mut net = FlowNet::new();
+        let a = net.add_link(10e6);
+        let b = net.add_link(4e6);
+        let through = net.add_flow(0, vec![a, b], 1e6, f64::INFINITY);
+        let only_a = net.add_flow(0, vec![a], 1e6, f64::INFINITY);
+        let only_b = net.add_flow(0, vec![b], 1e6, f64::INFINITY);
+        net.recompute(0);
+        assert!(close(net.rate(through), 2e6), "through = {}", net.rate(through));
+        assert!(close(net.rate(only_b), 2e6), "only_b = {}", net.rate(only_b));
+        assert!(close(net.rate(only_a), 8e6), "only_a = {}", net.rate(only_a));
+    }
+
+    #[test]
+    fn flow_cap_frees_capacity_for_others() {
+        let mut net = FlowNet::new();
+        let link = net.add_link(10e6);
+        let slow = net.add_flow(0, vec![link], 1e6, 1e6);
+        let fast = net.add_flow(0, vec![link], 1e6, f64::INFINITY);
+        net.recompute(0);
+        assert!(close(net.rate(slow), 1e6));
+        assert!(close(net.rate(fast), 9e6));
+    }
+
+    #[test]
+    fn separate_components_keep_rates() {
+        let mut net = FlowNet::new();
+        let left = net.add_link(10e6);
+        let right = net.add_link(20e6);
+        let a = net.add_flow(0, vec![left], 1e9, f64::INFINITY);
+        let b = net.add_flow(0, vec![right], 1e9, f64::INFINITY);
+        net.recompute(0);
+        let c = net.add_flow(500_000, vec![left], 1e9, f64::INFINITY);
+        let completions = net.recompute(500_000);
+        assert!(completions.iter().all(|completion| completion.flow != b), "untouched flow re-predicted");
+        assert!(close(net.rate(a), 5e6));
+        assert!(close(net.rate(c), 5e6));
+        assert!(close(net.rate(b), 20e6));
+    }
+
+    #[test]
+    fn remaining_bytes_follow_rate_changes() {
+        let mut net = FlowNet::new();
+        let link = net.add_link(1e6);
+        let a = net.add_flow(0, vec![link], 2e6, f64::INFINITY);
+        net.recompute(0);
+        let b = net.add_flow(1_000_000, vec![link], 1e6, f64::INFINITY);
+        net.recompute(1_000_000);
+        // `a` sent 1 MB alone, then shares: 1 MB left at 0.5 MB/s.
+        assert!(close(net.remove_flow(1_000_000, a), 1e6));
+        assert!(close(net.remove_flow(1_000_000, b), 1e6));
+    }
+}

@@ -1,0 +1,203 @@
+//! End-to-end rollouts between real daemon processes over 127.0.0.1.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{TestMesh, pattern, patchmesh};
+
+const CHUNK: usize = 4096;
+
+#[test]
+fn five_offices_get_identical_files() {
+    let mut mesh = TestMesh::new(5);
+    mesh.start_all();
+    let source = mesh.root.path().join("source");
+    std::fs::create_dir_all(source.join("sub")).expect("source dir");
+    let big = pattern(37 * CHUNK + 1234, 1);
+    let files = [
+        (source.join("patch.bin"), big),
+        (source.join("empty.txt"), Vec::new()),
+        (source.join("sub/one.txt"), vec![b'1']),
+    ];
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).expect("write source");
+    }
+    let paths: Vec<&std::path::Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    let output = mesh.publish("KB-e2e", &paths, &["--root", source.to_str().expect("utf-8"), "--chunk-size", "4096"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    mesh.wait_complete("KB-e2e", Duration::from_secs(120));
+
+    for node in &mesh.nodes[1..] {
+        let status = node.status().expect("status");
+        let (_, assembled) = status.files.iter().find(|(key, _)| key.starts_with("KB-e2e@")).expect("files listed");
+        assert_eq!(assembled.len(), files.len(), "{}: file count", node.name);
+        for ((_, expected), path) in files.iter().zip(assembled) {
+            let actual = std::fs::read(path).expect("assembled file");
+            assert!(actual == *expected, "{}: {} differs from the source", node.name, path.display());
+        }
+    }
+}
+
+#[test]
+fn sigkill_mid_download_resumes() {
+    let mut mesh = TestMesh::new(2);
+    mesh.start_all();
+    let source = mesh.root.path().join("big.bin");
+    let chunk = 1024usize;
+    let bytes = pattern(3000 * chunk + 77, 2);
+    std::fs::write(&source, &bytes).expect("source");
+    let output = mesh.publish("KB-kill", &[source.as_path()], &["--chunk-size", "1024"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    // Freeze both sources once office-1 is partway, so its store stops changing, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let verified = mesh.nodes[1].patch("KB-kill").and_then(|p| p["chunks_verified"].as_u64()).unwrap_or(0);
+        if verified > 0 {
+            mesh.nodes[0].signal("STOP");
+            mesh.nodes[2].signal("STOP");
+            break verified;
+        }
+        assert!(Instant::now() < deadline, "office-1 never started downloading");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    mesh.nodes[1].kill();
+    mesh.nodes[0].signal("CONT");
+    mesh.nodes[2].signal("CONT");
+    let total_chunks = 3001u64;
+    assert!(held < total_chunks, "office-1 finished before the kill; the test needs a larger file");
+
+    mesh.nodes[1].start();
+    let addresses = vec![mesh.nodes[0].address.clone(), mesh.nodes[2].address.clone()];
+    mesh.nodes[1].connect(addresses);
+    mesh.wait_complete("KB-kill", Duration::from_secs(120));
+
+    let log = mesh.nodes[1].log();
+    let resumed = log
+        .lines()
+        .filter(|line| line.contains("resuming patch"))
+        .last()
+        .and_then(|line| line.split("chunks=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("restart log names the resumed chunk count");
+    assert!(resumed > 0, "nothing was resumed after the restart");
+
+    // Chunks served to office-1 after the restart: exactly the ones it lacked.
+    let office = mesh.nodes[1].status().expect("status").peer_id;
+    let served_after: u64 = [&mesh.nodes[0], &mesh.nodes[2]]
+        .iter()
+        .filter_map(|node| node.status())
+        .flat_map(|status| status.node["peers"].as_array().cloned().unwrap_or_default())
+        .filter(|peer| peer["peer"] == office.as_str())
+        .map(|peer| peer["bytes_sent"].as_u64().unwrap_or(0))
+        .sum();
+    let missing_bytes = bytes.len() as u64 - resumed * chunk as u64;
+    assert_eq!(served_after, missing_bytes, "bytes served after restart (resumed {resumed} chunks)");
+
+    let status = mesh.nodes[1].status().expect("status");
+    let (_, files) = status.files.iter().next().expect("assembled");
+    assert!(std::fs::read(&files[0]).expect("file") == bytes, "assembled file differs");
+}
+
+#[test]
+fn node_config_syntax_error_names_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "site = \"a\"\ndata_dir = [\n").expect("write");
+    let output = patchmesh(&["node", "--config", config.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("line 2") || stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("column"), "{stderr}");
+}
+
+#[test]
+fn missing_identity_key_is_named() {
+    let mesh = TestMesh::new(1);
+    std::fs::remove_file(mesh.nodes[1].dir.join("node.key")).expect("remove key");
+    let output = patchmesh(&["node", "--config", mesh.nodes[1].dir.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("node.key") && stderr.contains("keygen"), "{stderr}");
+}
+
+#[test]
+fn world_readable_key_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mesh = TestMesh::new(1);
+    let key = mesh.nodes[1].dir.join("node.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = patchmesh(&["node", "--config", mesh.nodes[1].dir.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
+#[test]
+fn unwritable_data_dir_refused() {
+    let mesh = TestMesh::new(1);
+    let dir = &mesh.nodes[1].dir;
+    // A regular file where the data dir's parent should be: not writable even for root.
+    std::fs::write(dir.join("blocker"), b"x").expect("blocker");
+    let config = std::fs::read_to_string(dir.join("node.toml")).expect("config").replace("data_dir = \"data\"", "data_dir = \"blocker/data\"");
+    std::fs::write(dir.join("node.toml"), config).expect("config");
+    let output = patchmesh(&["node", "--config", dir.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("blocker"), "{stderr}");
+}
+
+#[test]
+fn untrusted_publish_refused() {
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes.truncate(1);
+    mesh.start_all();
+    let stranger = mesh.root.path().join("stranger.key");
+    assert!(patchmesh(&["keygen", "--out", stranger.to_str().expect("utf-8")]).status.success());
+    let file = mesh.root.path().join("f.bin");
+    std::fs::write(&file, b"payload").expect("file");
+    let output = patchmesh(&[
+        "publish",
+        file.to_str().expect("utf-8"),
+        "--key",
+        stranger.to_str().expect("utf-8"),
+        "--id",
+        "KB-bad",
+        "--out",
+        mesh.root.path().join("bad.json").to_str().expect("utf-8"),
+        "--submit",
+        "--socket",
+        mesh.nodes[0].socket().to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("not signed by a trusted publisher"), "{stderr}");
+    assert!(mesh.nodes[0].patch("KB-bad").is_none(), "the node kept an untrusted patch");
+}
+
+#[test]
+fn verify_detects_changed_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("k");
+    assert!(patchmesh(&["keygen", "--out", key.to_str().expect("utf-8")]).status.success());
+    let public = std::fs::read_to_string(dir.path().join("k.pub")).expect("pub");
+    let trust = dir.path().join("trust.toml");
+    std::fs::write(&trust, format!("format = 1\n[[publisher]]\nname = \"t\"\nkey = \"{}\"\n", public.split_whitespace().next().expect("key"))).expect("trust");
+    let file = dir.path().join("a.bin");
+    std::fs::write(&file, pattern(10_000, 3)).expect("file");
+    let manifest = dir.path().join("m.json");
+    let output = patchmesh(&["publish", file.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8"), "--id", "KB-v", "--out", manifest.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let root = dir.path().to_str().expect("utf-8");
+    let ok = patchmesh(&["verify", manifest.to_str().expect("utf-8"), "--trust", trust.to_str().expect("utf-8"), "--root", root]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[5000] ^= 1;
+    std::fs::write(&file, bytes).expect("write");
+    let bad = patchmesh(&["verify", manifest.to_str().expect("utf-8"), "--trust", trust.to_str().expect("utf-8"), "--root", root]);
+    assert!(!bad.status.success(), "verify accepted a changed file");
+}
