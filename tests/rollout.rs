@@ -83,7 +83,7 @@ fn sigkill_mid_download_resumes() {
         .and_then(|line| line.split("chunks=").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse::<u64>().ok())
-        .expect("restart log names the resumed chunk count");
+        .unwrap_or_else(|| panic!("restart log names no resumed chunk count; log:\n{log}"));
     assert!(resumed > 0, "nothing was resumed after the restart");
 
     // Chunks served to office-1 after the restart: exactly the ones it lacked.

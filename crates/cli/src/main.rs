@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office nodes.
 #[derive(Parser)]
-#[command(name = "patchmesh", version, about, propagate_version = true)]
+#[command(name = "patchmesh", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -635,10 +635,14 @@ impl<'a> World<'a> {
         let Some(core) = self.nodes[index].core.as_mut() else {
             return;
         };
+        let mut misbehaved = Vec::new();
         while let Some(event) = core.poll_event() {
-            if let Event::PeerMisbehaved { peer, reason, .. } = &event {
-                warn!(node = %self.nodes[index].name, %peer, %reason, "peer misbehaved in simulation");
+            if let Event::PeerMisbehaved { peer, reason, .. } = event {
+                misbehaved.push((peer, reason));
             }
+        }
+        for (peer, reason) in misbehaved {
+            warn!(node = %self.nodes[index].name, %peer, %reason, "peer misbehaved in simulation");
         }
         if let Some(core) = self.nodes[index].core.as_ref() {
             if let Some(deadline) = core.poll_timeout() {

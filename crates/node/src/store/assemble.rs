@@ -38,7 +38,7 @@ pub(super) fn assemble(store: &ChunkStore, manifest: &Manifest) -> Result<Vec<Pa
         sync_dir(dir)?;
     }
 
-    if !layout.manifest().exists() {
+    if fs::symlink_metadata(layout.manifest()).is_err() {
         store.save_manifest(manifest)?;
     }
     write_complete_marker(&store.inner.temp_names, &layout, manifest)?;

@@ -55,13 +55,13 @@ impl TempNames {
         target.with_file_name(temp_name)
     }
 
-    /// Whether `name` is a temp name that this instance made.
+    /// Returns whether `name` is a temp name that this instance made.
     pub(super) fn is_own(&self, name: &str) -> bool {
         is_temp_name(name) && name.contains(&format!("{TEMP_MARKER}{}-", self.session))
     }
 }
 
-/// Whether `name` has the form of a temp file name of any store instance.
+/// Returns whether `name` has the form of a temp file name of any store instance.
 pub(super) fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARKER)
 }
@@ -79,13 +79,10 @@ pub(super) fn io_error(action: &'static str, path: &Path, source: io::Error) -> 
 /// Opens the regular file at `path` for reading, without following a symbolic link in
 /// the last component. Returns `None` when nothing is there.
 ///
-/// `O_NONBLOCK` keeps a pipe planted at the path from blocking the open; it has no effect
-/// on regular files, and anything that is not one is rejected right after.
+/// `O_NONBLOCK` keeps a pipe planted at the path from blocking the open. It has no effect
+/// on regular files, and anything else is rejected right after the open.
 pub(super) fn open_regular(path: &Path) -> Result<Option<File>, StoreError> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
+    let opened = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path);
     let file = match opened {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -130,11 +127,7 @@ impl TempFile {
         let mut attempt = 0;
         loop {
             let path = names.next(target);
-            let opened = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path);
+            let opened = OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(&path);
             match opened {
                 Ok(file) => {
                     return Ok(TempFile { path, target: target.to_path_buf(), file: Some(file), persisted: false });
@@ -181,7 +174,9 @@ impl Drop for TempFile {
         match fs::remove_file(&self.path) {
             Ok(()) => trace!(path = %self.path.display(), "removed unused temp file"),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => warn!(path = %self.path.display(), %error, "failed to remove temp file; the next open removes it"),
+            Err(error) => {
+                warn!(path = %self.path.display(), %error, "failed to remove temp file; the next open removes it")
+            }
         }
     }
 }
@@ -202,7 +197,7 @@ pub(super) fn write_atomic(names: &TempNames, target: &Path, bytes: &[u8]) -> Re
     sync_dir(parent_dir(target))
 }
 
-/// The directory containing `path`; every store path has one.
+/// Returns the directory containing `path`. Every store path has one.
 pub(super) fn parent_dir(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }

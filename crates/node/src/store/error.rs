@@ -1,8 +1,7 @@
 //! One error type per store operation.
 //!
-//! [`StoreError`] covers the file system failures every operation can hit; the other
-//! enums add what can go wrong in that operation alone and wrap a `StoreError` for the
-//! rest.
+//! [`StoreError`] covers the file system failures that every operation can hit. Each other
+//! enum adds the failures of its own operation and wraps a `StoreError` for the rest.
 
 use std::io;
 use std::path::PathBuf;
@@ -65,9 +64,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// A symbolic link where the store expects its own file or directory.
-    #[error(
-        "found a symbolic link at {path}: the store never follows links inside its data dir; remove the link"
-    )]
+    #[error("found a symbolic link at {path}: the store never follows links inside its data dir; remove the link")]
     Symlink {
         /// The link.
         path: PathBuf,
@@ -87,7 +84,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether this is [`StoreError::DiskFull`], the one failure that freeing space fixes.
+    /// Returns whether this is [`StoreError::DiskFull`], the one failure that freeing space
+    /// fixes.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StoreError::DiskFull { .. })
     }
@@ -102,7 +100,7 @@ pub enum WriteChunkError {
     Rejected {
         /// The patch version.
         patch: PatchKey,
-        /// Why the bytes do not match the manifest.
+        /// The verification failure.
         source: ChunkError,
     },
     /// The bytes verified but could not be written.
@@ -138,7 +136,7 @@ pub enum ReadChunkError {
         patch: PatchKey,
         /// The deleted chunk file.
         path: PathBuf,
-        /// Why the bytes do not match the manifest.
+        /// The verification failure.
         source: ChunkError,
     },
     /// An assembled file is missing although the patch is marked complete.
@@ -162,7 +160,7 @@ pub enum ReadChunkError {
         patch: PatchKey,
         /// The directory of this patch version.
         version_dir: PathBuf,
-        /// Why the bytes do not match the manifest.
+        /// The verification failure.
         source: ChunkError,
     },
     /// A file system failure.
@@ -182,13 +180,15 @@ pub enum AssembleError {
         index: u32,
     },
     /// A chunk file failed verification and was deleted.
-    #[error("cannot assemble {patch}: chunk file {path} failed verification and was deleted, so fetch the chunk again: {source}")]
+    #[error(
+        "cannot assemble {patch}: chunk file {path} failed verification and was deleted, so fetch the chunk again: {source}"
+    )]
     CorruptChunk {
         /// The patch version.
         patch: PatchKey,
         /// The deleted chunk file.
         path: PathBuf,
-        /// Why the bytes do not match the manifest.
+        /// The verification failure.
         source: ChunkError,
     },
     /// An assembled file whose chunks all verified hashes to another value than the
@@ -218,7 +218,9 @@ pub enum AssembleError {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Not one source path per manifest file.
-    #[error("cannot import {patch}: got {actual} source files but the manifest lists {expected}; pass one source per manifest file, in manifest order")]
+    #[error(
+        "cannot import {patch}: got {actual} source files but the manifest lists {expected}; pass one source per manifest file, in manifest order"
+    )]
     SourceCount {
         /// The patch version.
         patch: PatchKey,
@@ -248,7 +250,9 @@ pub enum ImportError {
         name: FileName,
     },
     /// A source whose size differs from the manifest's.
-    #[error("cannot import {patch}: source {path} has {actual} bytes but the manifest lists {expected} for {name}; pass the file the manifest was built from")]
+    #[error(
+        "cannot import {patch}: source {path} has {actual} bytes but the manifest lists {expected} for {name}; pass the file the manifest was built from"
+    )]
     SourceSize {
         /// The patch version.
         patch: PatchKey,
@@ -262,7 +266,9 @@ pub enum ImportError {
         actual: u64,
     },
     /// A source whose size changed while it was read.
-    #[error("cannot import {patch}: source {path} changed size while it was read; import again once nothing writes to it")]
+    #[error(
+        "cannot import {patch}: source {path} changed size while it was read; import again once nothing writes to it"
+    )]
     SourceChanged {
         /// The patch version.
         patch: PatchKey,
@@ -270,7 +276,9 @@ pub enum ImportError {
         path: PathBuf,
     },
     /// Source bytes that fail a chunk hash.
-    #[error("cannot import {patch}: chunk {index} read from {sources} does not match the manifest: {source}; pass the files the manifest was built from")]
+    #[error(
+        "cannot import {patch}: chunk {index} read from {sources} does not match the manifest: {source}; pass the files the manifest was built from"
+    )]
     ChunkMismatch {
         /// The patch version.
         patch: PatchKey,
@@ -278,11 +286,13 @@ pub enum ImportError {
         index: u32,
         /// The source paths the chunk covers, comma-separated.
         sources: String,
-        /// Why the bytes do not match the manifest.
+        /// The verification failure.
         source: ChunkError,
     },
     /// A source whose chunks all match but whose whole-file hash does not.
-    #[error("cannot import {patch}: source {path} hashes to {actual} but the manifest lists {expected} for {name}; the manifest's file hash contradicts its chunk hashes, so rebuild the manifest")]
+    #[error(
+        "cannot import {patch}: source {path} hashes to {actual} but the manifest lists {expected} for {name}; the manifest's file hash contradicts its chunk hashes, so rebuild the manifest"
+    )]
     FileHash {
         /// The patch version.
         patch: PatchKey,

@@ -14,7 +14,11 @@ use super::atomic::{TempFile, parent_dir, sync_dir};
 use super::error::ImportError;
 use super::layout::VersionLayout;
 
-pub(super) fn import(store: &ChunkStore, manifest: &Manifest, sources: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
+pub(super) fn import(
+    store: &ChunkStore,
+    manifest: &Manifest,
+    sources: &[PathBuf],
+) -> Result<Vec<PathBuf>, ImportError> {
     let patch = manifest.key();
     let files = &manifest.body().files;
     if sources.len() != files.len() {
@@ -23,7 +27,8 @@ pub(super) fn import(store: &ChunkStore, manifest: &Manifest, sources: &[PathBuf
 
     let layout = store.layout(patch);
     let was_assembled = store.is_assembled(manifest);
-    let result = copy_verified(store, manifest, &layout, sources).and_then(|temps| finish(store, manifest, &layout, temps));
+    let result =
+        copy_verified(store, manifest, &layout, sources).and_then(|temps| finish(store, manifest, &layout, temps));
     match result {
         Ok(paths) => {
             debug!(%patch, files = paths.len(), "imported patch");
@@ -96,7 +101,11 @@ impl ChunkCopier<'_> {
     ) -> Result<ContentHash, ImportError> {
         let patch = self.manifest.key();
         let changed = || ImportError::SourceChanged { patch: patch.clone(), path: source.to_path_buf() };
-        let read_failed = |source_error| ImportError::SourceRead { patch: patch.clone(), path: source.to_path_buf(), source: source_error };
+        let read_failed = |source_error| ImportError::SourceRead {
+            patch: patch.clone(),
+            path: source.to_path_buf(),
+            source: source_error,
+        };
         let mut hasher = blake3::Hasher::new();
         let mut remaining = size;
 
@@ -157,14 +166,10 @@ impl ChunkCopier<'_> {
         Ok(())
     }
 
-    /// The source paths chunk `index` covers, comma-separated.
+    /// Lists the source paths that chunk `index` covers, comma-separated.
     fn chunk_sources(&self, index: u32) -> String {
-        let paths: Vec<String> = self
-            .manifest
-            .chunk_spans(index)
-            .iter()
-            .map(|span| self.sources[span.file].display().to_string())
-            .collect();
+        let paths: Vec<String> =
+            self.manifest.chunk_spans(index).iter().map(|span| self.sources[span.file].display().to_string()).collect();
         paths.join(", ")
     }
 }
@@ -172,11 +177,16 @@ impl ChunkCopier<'_> {
 /// Opens a source and checks that it is a regular file of the manifest's size.
 fn open_source(manifest: &Manifest, entry: &FileEntry, source: &Path) -> Result<File, ImportError> {
     let patch = manifest.key();
-    let read_failed = |error| ImportError::SourceRead { patch: patch.clone(), path: source.to_path_buf(), source: error };
+    let read_failed =
+        |error| ImportError::SourceRead { patch: patch.clone(), path: source.to_path_buf(), source: error };
     let file = File::open(source).map_err(read_failed)?;
     let metadata = file.metadata().map_err(read_failed)?;
     if !metadata.is_file() {
-        return Err(ImportError::SourceNotFile { patch: patch.clone(), path: source.to_path_buf(), name: entry.name.clone() });
+        return Err(ImportError::SourceNotFile {
+            patch: patch.clone(),
+            path: source.to_path_buf(),
+            name: entry.name.clone(),
+        });
     }
     if metadata.len() != entry.size {
         return Err(ImportError::SourceSize {

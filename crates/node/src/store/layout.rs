@@ -11,7 +11,7 @@ use patchmesh_core::manifest::FileName;
 use super::atomic::{io_error, sync_dir};
 use super::error::StoreError;
 
-/// The directory under the data dir that holds every patch.
+/// The directory under the data dir that contains every patch.
 pub(super) const PATCHES_DIR: &str = "patches";
 /// The manifest JSON in a version directory.
 pub(super) const MANIFEST_FILE: &str = "manifest.json";
@@ -35,7 +35,11 @@ pub(super) struct VersionLayout {
 
 impl VersionLayout {
     pub(super) fn new(patches: &Path, key: &PatchKey) -> Self {
-        VersionLayout { patches: patches.to_path_buf(), id: key.id.as_str().to_string(), version: key.version.to_string() }
+        VersionLayout {
+            patches: patches.to_path_buf(),
+            id: key.id.as_str().to_string(),
+            version: key.version.to_string(),
+        }
     }
 
     /// The version directory.
@@ -63,7 +67,7 @@ impl VersionLayout {
         self.dir().join(FILES_DIR)
     }
 
-    /// The assembled path of `name`. The file name grammar admits no `..`, absolute path
+    /// Returns the assembled path of `name`. The file name grammar admits no `..`, absolute path
     /// or empty component, so the result stays under `files/`.
     pub(super) fn file(&self, name: &FileName) -> PathBuf {
         let mut path = self.files_dir();
@@ -112,12 +116,12 @@ impl VersionLayout {
     }
 }
 
-/// The file name of chunk `index`.
+/// Returns the file name of chunk `index`.
 fn chunk_file_name(index: u32) -> String {
     format!("{index}{CHUNK_EXTENSION}")
 }
 
-/// The index of a chunk file name in the form [`chunk_file_name`] writes, with no sign or
+/// Parses a chunk file name in the form [`chunk_file_name`] writes, rejecting a sign or a
 /// leading zero.
 pub(super) fn parse_chunk_file_name(name: &str) -> Option<u32> {
     let digits = name.strip_suffix(CHUNK_EXTENSION)?;

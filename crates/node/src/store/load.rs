@@ -37,10 +37,8 @@ pub(super) fn load_all(store: &ChunkStore, trust: &TrustPolicy) -> Result<Vec<Lo
                 continue;
             };
             let key = PatchKey { id: id.clone(), version };
-            match load_version(store, &key, trust) {
-                Ok(Some(patch)) => loaded.push(patch),
-                Ok(None) => {}
-                Err(error) => warn!(path = %version_dir.display(), %error, "skipping a patch version that cannot be loaded"),
+            if let Some(patch) = load_version(store, &key, trust) {
+                loaded.push(patch);
             }
         }
     }
@@ -51,7 +49,7 @@ pub(super) fn load_all(store: &ChunkStore, trust: &TrustPolicy) -> Result<Vec<Lo
 
 /// Loads one version directory. Returns `None`, after a warning, for a manifest that is
 /// missing, invalid, misplaced or untrusted.
-fn load_version(store: &ChunkStore, key: &PatchKey, trust: &TrustPolicy) -> Result<Option<LoadedPatch>, StoreError> {
+fn load_version(store: &ChunkStore, key: &PatchKey, trust: &TrustPolicy) -> Option<LoadedPatch> {
     let layout = store.layout(key);
     remove_temp_files(&layout.dir(), Some(&store.inner.temp_names));
 
@@ -60,27 +58,27 @@ fn load_version(store: &ChunkStore, key: &PatchKey, trust: &TrustPolicy) -> Resu
         Ok(Some(text)) => text,
         Ok(None) => {
             warn!(path = %path.display(), "skipping a patch version directory without manifest.json");
-            return Ok(None);
+            return None;
         }
         Err(error) => {
             warn!(path = %path.display(), %error, "skipping a manifest that cannot be read");
-            return Ok(None);
+            return None;
         }
     };
     let manifest = match Manifest::from_json(&text) {
         Ok(manifest) => manifest,
         Err(error) => {
             warn!(path = %path.display(), %error, "skipping an invalid manifest");
-            return Ok(None);
+            return None;
         }
     };
     if manifest.key() != key {
         warn!(path = %path.display(), found = %manifest.key(), "skipping a manifest stored in another patch version's directory");
-        return Ok(None);
+        return None;
     }
     if let Err(error) = trust.verify(manifest.announcement()) {
         warn!(path = %path.display(), %error, "skipping a manifest the trust policy rejects");
-        return Ok(None);
+        return None;
     }
 
     let assembled = store.is_assembled(&manifest);
@@ -89,10 +87,10 @@ fn load_version(store: &ChunkStore, key: &PatchKey, trust: &TrustPolicy) -> Resu
         assemble::remove_chunks_dir(&layout);
         Bitfield::full(manifest.chunk_count())
     } else {
-        verified_chunks(store, &layout, &manifest)?
+        verified_chunks(store, &layout, &manifest)
     };
     debug!(patch = %key, chunks = have.count(), chunk_count = manifest.chunk_count(), assembled, "loaded stored patch");
-    Ok(Some(LoadedPatch { manifest: Arc::new(manifest), have, assembled }))
+    Some(LoadedPatch { manifest: Arc::new(manifest), have, assembled })
 }
 
 fn read_manifest_text(path: &Path) -> Result<Option<String>, StoreError> {
@@ -104,15 +102,23 @@ fn read_manifest_text(path: &Path) -> Result<Option<String>, StoreError> {
     Ok(Some(text))
 }
 
-/// Verifies every chunk file of a patch being downloaded, deleting those that fail.
-fn verified_chunks(store: &ChunkStore, layout: &VersionLayout, manifest: &Manifest) -> Result<Bitfield, StoreError> {
+/// Verifies every chunk file of a patch being downloaded, deleting those that fail. A
+/// chunks directory that cannot be listed is logged and counts as empty, so the patch is
+/// fetched again rather than forgotten.
+fn verified_chunks(store: &ChunkStore, layout: &VersionLayout, manifest: &Manifest) -> Bitfield {
     let chunk_count = manifest.chunk_count();
     let mut have = Bitfield::new(chunk_count);
-    let Some(chunks_dir) = layout.existing_dirs(&[CHUNKS_DIR])? else {
-        return Ok(have);
+    let listed = layout.existing_dirs(&[CHUNKS_DIR]).and_then(|dir| dir.map(|dir| list_dir(&dir)).transpose());
+    let paths = match listed {
+        Ok(Some(paths)) => paths,
+        Ok(None) => return have,
+        Err(error) => {
+            warn!(patch = %manifest.key(), %error, "cannot list stored chunks; counting none");
+            return have;
+        }
     };
 
-    for path in list_dir(&chunks_dir)? {
+    for path in paths {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             warn!(path = %path.display(), "ignoring an unexpected entry in a chunks directory");
             continue;
@@ -138,13 +144,15 @@ fn verified_chunks(store: &ChunkStore, layout: &VersionLayout, manifest: &Manife
             Err(error) => warn!(path = %path.display(), %error, "not counting a chunk file that cannot be read"),
         }
     }
-    Ok(have)
+    have
 }
 
 fn remove_out_of_range(path: &Path, index: u32, chunk_count: u32) {
     match fs::remove_file(path) {
         Ok(()) => warn!(path = %path.display(), index, chunk_count, "deleted a chunk file past the patch's last chunk"),
-        Err(error) => warn!(path = %path.display(), index, chunk_count, %error, "failed to delete a chunk file past the patch's last chunk"),
+        Err(error) => {
+            warn!(path = %path.display(), index, chunk_count, %error, "failed to delete a chunk file past the patch's last chunk")
+        }
     }
 }
 
@@ -160,7 +168,7 @@ fn list_dir(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     Ok(paths)
 }
 
-/// The name of `path` when it is a directory and not a symbolic link.
+/// Returns the name of `path` when it is a directory and not a symbolic link.
 fn subdir_name(path: &Path) -> Option<&str> {
     let metadata = fs::symlink_metadata(path).ok()?;
     if !metadata.is_dir() {

@@ -16,9 +16,9 @@
 //! `<index>` is the decimal chunk index, `<version>` the decimal patch version and
 //! `<file name>` the manifest's relative [`FileName`](patchmesh_core::manifest::FileName),
 //! with `/` as the directory separator. The `complete` marker contains the hex header hash
-//! of the manifest that was assembled, for people reading the directory; the store only
-//! checks that it exists. Once it exists the chunk files are deleted, and chunks are read
-//! from the assembled files.
+//! of the manifest that was assembled, for people reading the directory, but the store
+//! only checks that it exists. Once it exists the chunk files are deleted, and chunks are
+//! read from the assembled files.
 //!
 //! Every file is written as `.<name>.tmp:<pid>.<instance>-<counter>` in the target's
 //! directory, flushed with fsync, renamed over the target, and then the directory is
@@ -57,6 +57,11 @@
 //! Every method takes `&self` and may run on several threads at once, on the same or
 //! different patch versions, with one exception: the caller runs at most one
 //! [`ChunkStore::assemble`] or [`ChunkStore::import`] per patch version at a time.
+
+// The error enums carry the patch key, the path and both hashes of a failed chunk, which
+// makes some 130 bytes. They are returned only next to file system calls that cost far
+// more than moving them, so boxing would buy nothing but harder pattern matching.
+#![allow(clippy::result_large_err)]
 
 mod assemble;
 mod atomic;
@@ -110,17 +115,14 @@ pub struct LoadedPatch {
     pub assembled: bool,
 }
 
-/// What [`ChunkStore::read_chunk_file`] found at a chunk's path.
+/// The outcome of [`ChunkStore::read_chunk_file`] for one chunk.
 enum ChunkFile {
     /// Bytes that verified.
     Valid(Vec<u8>),
     /// No chunk file.
     Missing,
     /// A chunk file that failed verification and was deleted.
-    Deleted {
-        path: PathBuf,
-        error: ChunkError,
-    },
+    Deleted { path: PathBuf, error: ChunkError },
 }
 
 impl ChunkStore {
@@ -152,7 +154,7 @@ impl ChunkStore {
         Ok(ChunkStore { inner: Arc::new(inner) })
     }
 
-    /// The data dir, absolute and with links resolved.
+    /// Returns the data dir, absolute and with links resolved.
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }
@@ -172,8 +174,9 @@ impl ChunkStore {
     /// A manifest that cannot be read, does not parse, lies in another version's directory
     /// or is rejected by `trust` is skipped with a warning and never deleted. For each
     /// version loaded, every chunk file is verified and one that fails is deleted with a
-    /// warning. Leftover temp files are removed. Fails only when the `patches` directory
-    /// cannot be listed; problems inside one version's directory skip that version.
+    /// warning. A chunks directory that cannot be listed counts as empty, with a warning.
+    /// Leftover temp files are removed. Fails only when the `patches` directory cannot be
+    /// listed.
     pub fn load_all(&self, trust: &TrustPolicy) -> Result<Vec<LoadedPatch>, StoreError> {
         load::load_all(self, trust)
     }
@@ -308,7 +311,7 @@ impl ChunkStore {
         manifest.body().files.iter().map(|entry| layout.file(&entry.name)).collect()
     }
 
-    /// Whether the patch is assembled, that is whether its `complete` marker exists.
+    /// Returns whether the patch is assembled, that is whether its `complete` marker exists.
     pub fn is_assembled(&self, manifest: &Manifest) -> bool {
         let layout = self.layout(manifest.key());
         match layout.existing_dirs(&[]) {
@@ -337,7 +340,7 @@ impl ChunkStore {
             return Ok(ChunkFile::Missing);
         };
 
-        // One byte more than the chunk holds is enough to detect an overlong file.
+        // Reading one byte past the chunk length is enough to detect an overlong file.
         let expected_len = manifest.chunk_len(index);
         let mut bytes = Vec::with_capacity(expected_len as usize);
         file.take(u64::from(expected_len) + 1)
@@ -348,7 +351,9 @@ impl ChunkStore {
             Ok(()) => Ok(ChunkFile::Valid(bytes)),
             Err(error) => {
                 match fs::remove_file(&path) {
-                    Ok(()) => warn!(patch = %manifest.key(), path = %path.display(), %error, "deleted a chunk file that failed verification"),
+                    Ok(()) => {
+                        warn!(patch = %manifest.key(), path = %path.display(), %error, "deleted a chunk file that failed verification")
+                    }
                     Err(remove_error) => warn!(
                         patch = %manifest.key(),
                         path = %path.display(),
@@ -381,9 +386,7 @@ impl ChunkStore {
             // A short file leaves the chunk short, which verification reports below.
             io::Seek::seek(&mut file, io::SeekFrom::Start(span.offset))
                 .map_err(|error| io_error("seek in", &path, error))?;
-            file.take(span.len)
-                .read_to_end(&mut bytes)
-                .map_err(|error| io_error("read", &path, error))?;
+            file.take(span.len).read_to_end(&mut bytes).map_err(|error| io_error("read", &path, error))?;
         }
 
         manifest.verify_chunk(index, &bytes).map_err(|source| ReadChunkError::CorruptAssembled {

@@ -112,10 +112,7 @@ fn size_cases() -> Vec<(&'static str, Files)> {
                 ("z-empty", vec![]),
             ],
         ),
-        (
-            "chunks spanning files",
-            vec![("x", pattern(700, 9)), ("y", pattern(700, 10)), ("z", pattern(700, 11))],
-        ),
+        ("chunks spanning files", vec![("x", pattern(700, 9)), ("y", pattern(700, 10)), ("z", pattern(700, 11))]),
     ]
 }
 
@@ -684,7 +681,8 @@ fn open_on_file() {
 fn open_leaves_no_probe() {
     let (_dir, store) = open_store();
 
-    let entries: Vec<_> = fs::read_dir(store.data_dir()).expect("list").flatten().map(|entry| entry.file_name()).collect();
+    let entries: Vec<_> =
+        fs::read_dir(store.data_dir()).expect("list").flatten().map(|entry| entry.file_name()).collect();
 
     assert_eq!(entries, vec![std::ffi::OsString::from("patches")]);
 }
@@ -767,10 +765,7 @@ fn import_wrong_size_fails() {
 
     let error = store.import(&manifest, &sources).expect_err("wrong size imported");
 
-    assert!(
-        matches!(error, ImportError::SourceSize { expected: 1024, actual: 1025, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ImportError::SourceSize { expected: 1024, actual: 1025, .. }), "{error}");
     assert!(!store.is_assembled(&manifest), "marked complete");
 }
 
@@ -846,7 +841,7 @@ fn symlink_chunk_not_followed() {
     let manifest = build(&files);
     let bytes = chunk_of(&manifest, &files, 0);
     store.write_chunk(&manifest, 1, &chunk_of(&manifest, &files, 1)).expect("write");
-    // The link's target holds the right bytes, so only following it could serve them.
+    // The link's target contains the right bytes, so only following it could serve them.
     let target = dir.path().join("outside");
     fs::write(&target, &bytes).expect("target");
     let path = chunk_path(&store, &manifest, 0);
