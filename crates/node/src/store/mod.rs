@@ -35,7 +35,7 @@
 //!   [`ChunkStore::load_all`] and a repeated [`ChunkStore::assemble`] or
 //!   [`ChunkStore::import`] recover from, without re-fetching chunks that were stored.
 //! - Assembled files are ordinary files at their manifest names, ready for an installer.
-//! - Memory use per call is at most two chunks, whatever the patch size.
+//! - A call keeps at most two chunks of file data in memory, whatever the file sizes.
 //! - The store never follows a symbolic link inside its data dir: files are opened with
 //!   `O_NOFOLLOW`, and directories are created one component at a time, rejecting any
 //!   component that is a link. The data dir itself may be a link.
@@ -418,7 +418,8 @@ fn probe_writable(data_dir: &Path) -> Result<(), OpenError> {
     }
 }
 
-/// Whether the regular file at `path` contains exactly `bytes`. Any failure counts as no.
+/// Returns whether the regular file at `path` contains exactly `bytes`. Any failure counts
+/// as no.
 fn holds_bytes(path: &Path, bytes: &[u8]) -> bool {
     let Ok(Some(file)) = open_regular(path) else {
         return false;
