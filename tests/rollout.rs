@@ -122,7 +122,8 @@ fn missing_identity_key_is_named() {
     let output = patchmesh(&["node", "--config", mesh.nodes[1].dir.join("node.toml").to_str().expect("utf-8")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("node.key") && stderr.contains("keygen"), "{stderr}");
+    assert!(stderr.contains("node.key"), "{stderr}");
+    assert!(stderr.contains("keygen"), "{stderr}");
 }
 
 #[test]
@@ -200,4 +201,25 @@ fn verify_detects_changed_file() {
     std::fs::write(&file, bytes).expect("write");
     let bad = patchmesh(&["verify", manifest.to_str().expect("utf-8"), "--trust", trust.to_str().expect("utf-8"), "--root", root]);
     assert!(!bad.status.success(), "verify accepted a changed file");
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes.truncate(1);
+    mesh.start_all();
+    let node = &mut mesh.nodes[0];
+    node.signal("TERM");
+    let mut child = node.child.take().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}; log:\n{}", node.log());
+    assert!(!node.socket().exists(), "control socket left behind");
+    assert!(node.log().contains("node stopped"), "no stop logged");
 }

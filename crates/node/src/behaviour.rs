@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// 5 KiB even with the maximum number of signatures.
 pub(crate) const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
-/// The empty answer to a one-way [`Message`].
+/// The empty response to a one-way [`Message`].
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct Ack;
 

@@ -165,7 +165,7 @@ struct Daemon {
     outbound_fetch: HashMap<OutboundRequestId, (RequestId, FetchRequest)>,
     /// One-way messages in flight, per peer: the ack releases the next one.
     outbound_sync: HashMap<OutboundRequestId, libp2p::PeerId>,
-    /// Inbound fetch requests the core has not answered yet.
+    /// Inbound fetch requests without a response yet.
     inbound: HashMap<InboundId, ResponseChannel<FetchResponse>>,
     next_inbound: u64,
     /// Messages waiting per peer, sent one at a time so they arrive in order.
@@ -186,9 +186,9 @@ struct SyncQueue {
 impl SyncQueue {
     /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch.
     ///
-    /// Messages go out one at a time, so while one waits for its ack, chunk arrivals
-    /// would otherwise pile up as many small `Have`s and peers would learn of new chunks
-    /// late, asking the origin for chunks a neighbour already holds.
+    /// Messages go out one at a time. Without merging, chunks verified while one message
+    /// waits for its ack would queue up as many small `Have`s. Peers would then learn of
+    /// new chunks late and request from the origin chunks that a neighbour already has.
     fn push(&mut self, message: Message) {
         if let Message::Have { patch, indices } = &message {
             if let Some(Message::Have { patch: waiting_patch, indices: waiting }) = self.waiting.back_mut() {
@@ -359,14 +359,10 @@ impl Daemon {
     }
 
     fn on_gossip(&mut self, now: Timestamp, source: &libp2p::PeerId, data: &[u8]) -> MessageAcceptance {
-        if data.len() > MAX_GOSSIP_BYTES {
-            warn!(peer = %source, bytes = data.len(), "oversized announcement rejected");
-            return MessageAcceptance::Reject;
-        }
-        let announcement: Announcement = match serde_json::from_slice(data) {
+        let announcement = match decode_announcement(data) {
             Ok(announcement) => announcement,
-            Err(error) => {
-                warn!(peer = %source, %error, "undecodable announcement rejected");
+            Err(reason) => {
+                warn!(peer = %source, %reason, "announcement rejected");
                 return MessageAcceptance::Reject;
             }
         };
@@ -649,6 +645,16 @@ impl Daemon {
     }
 }
 
+/// Decodes a gossiped announcement, refusing anything over [`MAX_GOSSIP_BYTES`] before
+/// parsing it. gossipsub enforces the same limit on the wire; this guards the decoder if
+/// that limit is ever raised.
+fn decode_announcement(data: &[u8]) -> Result<Announcement, String> {
+    if data.len() > MAX_GOSSIP_BYTES {
+        return Err(format!("{} bytes exceeds the limit of {MAX_GOSSIP_BYTES}", data.len()));
+    }
+    serde_json::from_slice(data).map_err(|error| format!("undecodable: {error}"))
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::ManifestAccepted { patch, from } => info!(%patch, from = ?from.as_ref().map(PeerId::as_str), "manifest accepted"),
@@ -662,5 +668,22 @@ fn log_event(event: &Event) {
         ),
         Event::PatchFailed { patch, reason } => error!(%patch, %reason, "patch failed"),
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, "peer misbehaved"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_announcement_rejected() {
+        let data = vec![b' '; MAX_GOSSIP_BYTES + 1];
+        let error = decode_announcement(&data).expect_err("oversized");
+        assert!(error.contains("exceeds"), "{error}");
+    }
+
+    #[test]
+    fn garbage_announcement_rejected() {
+        assert!(decode_announcement(b"{\"header\": 1}").is_err());
     }
 }

@@ -33,7 +33,7 @@ impl DemoNode {
         self.dir.join("node.log")
     }
 
-    /// The last lines of the node's log, for error messages.
+    /// Returns the last lines of the node's log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -135,7 +135,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// Fetches every node's status concurrently; a node that does not answer gets `None`.
+    /// Fetches every node's status concurrently. A node that does not respond gets `None`.
     pub(crate) async fn statuses(&self) -> Vec<Option<StatusReport>> {
         let calls = self.nodes.iter().map(|node| async move {
             match control::call(&node.socket, &ControlRequest::Status, Duration::from_secs(5)).await {
@@ -188,10 +188,10 @@ impl Drop for Cluster {
     }
 }
 
-/// Sends SIGTERM to a child process, which the daemon answers with a clean shutdown.
+/// Sends SIGTERM to a child process. The daemon responds with a clean shutdown.
 #[allow(unsafe_code)]
 fn send_sigterm(pid: i32) {
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. `pid` is a
     // child we spawned and have not reaped, so it cannot name an unrelated process.
     unsafe {
         libc::kill(pid, libc::SIGTERM);

@@ -40,7 +40,7 @@ pub(crate) struct NodeSummary {
     pub(crate) verified: bool,
 }
 
-/// The status entry for `patch` in a node's report.
+/// Finds the status entry for `patch` in a node's report.
 pub(crate) fn patch_entry<'a>(status: &'a StatusReport, patch: &PatchKey) -> Option<&'a serde_json::Value> {
     status.node["patches"].as_array()?.iter().find(|entry| {
         entry["patch_id"].as_str() == Some(patch.id.as_str()) && entry["version"].as_u64() == Some(patch.version)

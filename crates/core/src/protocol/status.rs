@@ -25,9 +25,9 @@ pub struct NodeStatus {
 pub struct PeerStatus {
     /// The driver's peer id.
     pub peer: String,
-    /// The peer's site, once it said hello.
+    /// The peer's site, once its `Hello` arrived.
     pub site: Option<String>,
-    /// The peer's role, once it said hello.
+    /// The peer's role, once its `Hello` arrived.
     pub role: Option<Role>,
     /// Chunk requests in flight to it.
     pub requests_in_flight: u32,
@@ -46,7 +46,7 @@ pub struct PatchStatus {
     pub patch_id: String,
     /// The version.
     pub version: u64,
-    /// Where it stands.
+    /// The transfer state.
     pub state: TransferState,
     /// Chunks verified and stored.
     pub chunks_verified: u32,
