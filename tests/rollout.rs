@@ -223,3 +223,35 @@ fn sigterm_stops_cleanly() {
     assert!(!node.socket().exists(), "control socket left behind");
     assert!(node.log().contains("node stopped"), "no stop logged");
 }
+
+#[test]
+fn corrupt_peer_banned_others_finish() {
+    let mut mesh = TestMesh::new(3);
+    mesh.nodes[3].append_config("\n[fault_injection]\ncorrupt_served_chunks = true\n");
+    mesh.start_all();
+    let source = mesh.root.path().join("p.bin");
+    let bytes = pattern(400 * 1024 + 5, 9);
+    std::fs::write(&source, &bytes).expect("source");
+    let output = mesh.publish("KB-bad-peer", &[source.as_path()], &["--chunk-size", "1024"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+    mesh.wait_complete("KB-bad-peer", Duration::from_secs(120));
+
+    let corrupt_id = mesh.nodes[3].status().expect("status").peer_id;
+    for node in &mesh.nodes[1..3] {
+        let status = node.status().expect("status");
+        let (_, files) = status.files.iter().find(|(key, _)| key.starts_with("KB-bad-peer@")).expect("files");
+        assert!(std::fs::read(&files[0]).expect("file") == bytes, "{} holds different bytes", node.name);
+        let log = node.log();
+        let struck = log.lines().any(|line| line.contains("failed verification") && line.contains(&corrupt_id));
+        let banned = log.lines().any(|line| line.contains("banning peer") && line.contains(&corrupt_id));
+        let still_connected = status.node["peers"].as_array().expect("peers").iter().any(|p| p["peer"] == corrupt_id.as_str());
+        if struck {
+            assert!(banned, "{} struck the corrupt peer but did not ban it", node.name);
+            assert!(!still_connected, "{} is still connected to the banned peer", node.name);
+        }
+        let honest_struck = log.lines().any(|line| line.contains("peer misbehaved") && !line.contains(&corrupt_id));
+        assert!(!honest_struck, "{} struck an honest peer:\n{log}", node.name);
+    }
+    let anyone_struck = mesh.nodes[1..3].iter().any(|node| node.log().contains("failed verification"));
+    assert!(anyone_struck, "no office ever fetched from the corrupt peer; the test proves nothing");
+}

@@ -24,6 +24,14 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// Appends `text` to the node's config, before it starts.
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.join("node.toml");
+        let mut config = std::fs::read_to_string(&path).expect("config");
+        config.push_str(text);
+        std::fs::write(path, config).expect("config");
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }

@@ -10,6 +10,9 @@
 //! origin = false                        # true on the head office's publishing node
 //! idle_connection_timeout = "5m"        # keep idle connections this long
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
+//!
+//! [fault_injection]                     # testing only: make this node misbehave
+//! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
 //! ```
 //!
 //! Relative paths are resolved against the directory holding the config file.
@@ -45,6 +48,19 @@ pub struct NodeSettings {
     pub idle_connection_timeout: Duration,
     /// The control API's Unix socket, created owner-only.
     pub control_socket: PathBuf,
+    /// Deliberate misbehaviour, for testing how other nodes defend themselves.
+    pub fault_injection: FaultInjection,
+}
+
+/// Ways to make a node misbehave on purpose. Every other node treats such a node as
+/// hostile, so these settings can only hurt the node that sets them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultInjection {
+    /// Flip one byte of every chunk this node serves, after reading it from the store.
+    /// Default: false.
+    #[serde(default)]
+    pub corrupt_served_chunks: bool,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +80,8 @@ struct RawSettings {
     idle_connection_timeout: Option<String>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    fault_injection: FaultInjection,
 }
 
 fn default_listen() -> Vec<String> {
@@ -170,6 +188,7 @@ impl NodeSettings {
             origin: raw.origin,
             idle_connection_timeout,
             control_socket,
+            fault_injection: raw.fault_injection,
         })
     }
 }

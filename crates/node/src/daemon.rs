@@ -127,6 +127,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let span = info_span!("node", peer = %local_peer, site = %settings.site);
     let _entered = span.enter();
     info!(data_dir = %settings.data_dir.display(), origin = settings.origin, "node starting");
+    if settings.fault_injection.corrupt_served_chunks {
+        warn!("fault injection: this node corrupts every chunk it serves");
+    }
 
     let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
     let mut daemon = Daemon {
@@ -597,9 +600,15 @@ impl Daemon {
                 };
                 let store = self.store.clone();
                 let done = self.store_tx.clone();
+                let corrupt = self.settings.fault_injection.corrupt_served_chunks;
                 self.store_tasks += 1;
                 tokio::task::spawn_blocking(move || {
-                    let result = store.read_chunk(&manifest, chunk.index).map_err(|error| error.to_string());
+                    let mut result = store.read_chunk(&manifest, chunk.index).map_err(|error| error.to_string());
+                    if let (true, Ok(bytes)) = (corrupt, result.as_mut()) {
+                        if let Some(first) = bytes.first_mut() {
+                            *first ^= 0xff;
+                        }
+                    }
                     let _ = done.blocking_send(StoreDone::ChunkRead { channel, chunk, result });
                 });
             }
