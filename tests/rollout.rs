@@ -255,3 +255,62 @@ fn corrupt_peer_banned_others_finish() {
     let anyone_struck = mesh.nodes[1..3].iter().any(|node| node.log().contains("failed verification"));
     assert!(anyone_struck, "no office ever fetched from the corrupt peer; the test proves nothing");
 }
+
+#[test]
+fn hostile_gossip_keeps_node_working() {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+
+    let mut mesh = TestMesh::new(1);
+    mesh.start_all();
+    let office_address: libp2p::Multiaddr = mesh.nodes[1].address.parse().expect("multiaddr");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        // A peer whose gossipsub accepts 1 MiB messages, so it can send what honest
+        // nodes never would.
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .expect("tcp")
+            .with_behaviour(|key| {
+                let config = gossipsub::ConfigBuilder::default().max_transmit_size(1 << 20).build().expect("config");
+                let behaviour: gossipsub::Behaviour =
+                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config).expect("gossipsub");
+                behaviour
+            })
+            .expect("behaviour")
+            .build();
+        let topic = gossipsub::IdentTopic::new("patchmesh/announce/1");
+        swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+        swarm.dial(office_address).expect("dial");
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.expect("office subscribed in time");
+            if let libp2p::swarm::SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = event {
+                break;
+            }
+        }
+        for index in 0..50u32 {
+            let garbage = format!("{{\"not\": \"an announcement\", \"n\": {index}}}");
+            swarm.behaviour_mut().publish(topic.clone(), garbage.into_bytes()).expect("publish garbage");
+        }
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::timeout_at(settle, swarm.select_next_some()).await.is_ok() {}
+        let oversized = vec![b'x'; 200 * 1024];
+        swarm.behaviour_mut().publish(topic.clone(), oversized).expect("publish oversized");
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::timeout_at(settle, swarm.select_next_some()).await.is_ok() {}
+    });
+
+    let log = mesh.nodes[1].log();
+    assert!(log.contains("announcement rejected"), "garbage gossip was not rejected:\n{log}");
+    assert!(mesh.nodes[1].status().is_some(), "the office stopped answering after hostile gossip");
+
+    let source = mesh.root.path().join("after.bin");
+    std::fs::write(&source, pattern(50_000, 4)).expect("source");
+    let output = mesh.publish("KB-after", &[source.as_path()], &[]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+    mesh.wait_complete("KB-after", Duration::from_secs(60));
+}
