@@ -314,3 +314,51 @@ fn hostile_gossip_keeps_node_working() {
     assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
     mesh.wait_complete("KB-after", Duration::from_secs(60));
 }
+
+#[test]
+fn publish_rejects_old_version() {
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes.truncate(1);
+    mesh.start_all();
+    let file = mesh.root.path().join("f.bin");
+    std::fs::write(&file, b"first").expect("file");
+    let first = mesh.publish("KB-ver", &[file.as_path()], &["--version", "10"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    std::fs::write(&file, b"second, different").expect("file");
+    for version in ["10", "9"] {
+        let output = mesh.publish("KB-ver", &[file.as_path()], &["--version", version]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "version {version} accepted");
+        assert!(stderr.contains("greater than 10"), "version {version}: {stderr}");
+    }
+    let newer = mesh.publish("KB-ver", &[file.as_path()], &["--version", "11"]);
+    assert!(newer.status.success(), "{}", String::from_utf8_lossy(&newer.stderr));
+}
+
+#[test]
+fn second_node_on_data_dir_refused() {
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes.truncate(1);
+    mesh.start_all();
+    let output = patchmesh(&["node", "--config", mesh.nodes[0].dir.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("in use by another patchmesh node"), "{stderr}");
+    assert!(mesh.nodes[0].status().is_some(), "the first node stopped answering");
+}
+
+#[test]
+fn taken_port_refused() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let mesh = TestMesh::new(1);
+    let dir = &mesh.nodes[1].dir;
+    let config = std::fs::read_to_string(dir.join("node.toml"))
+        .expect("config")
+        .replace("/ip4/127.0.0.1/tcp/0", &format!("/ip4/127.0.0.1/tcp/{port}"));
+    std::fs::write(dir.join("node.toml"), config).expect("config");
+    let output = patchmesh(&["node", "--config", dir.join("node.toml").to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+}

@@ -1,7 +1,7 @@
 //! Real daemons for integration tests: separate `patchmesh node` processes on 127.0.0.1,
 //! each with its own key, config and data dir under a temporary directory.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

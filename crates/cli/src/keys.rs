@@ -23,6 +23,7 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create key pair at {}", args.out.display()))?;
     println!("secret key: {} (mode 0600)", args.out.display());
     println!("public key: {} ({})", public_path.display(), key.public());
+    println!("peer id as a node identity: {}", keyfile::peer_id(&key));
     Ok(ExitCode::SUCCESS)
 }
 

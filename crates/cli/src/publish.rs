@@ -69,6 +69,7 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     if args.submit {
         let socket = args.socket.as_deref().context("--submit needs --socket")?;
         submit(socket, &manifest, &args.files)?;
+        println!("published {patch} to the node at {}", socket.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -93,8 +94,12 @@ pub(crate) fn build_manifest(
     }
     let chunk_size = chunk_size.unwrap_or_else(|| default_chunk_size(total));
     let mut builder = ManifestBuilder::new(patch.clone(), chunk_size)?;
+    let mut names = std::collections::HashSet::new();
     for path in files {
         let name = file_name(path, root)?;
+        if !names.insert(name.fold_case()) {
+            bail!("two files would both be named {name:?} in the patch; pass --root DIR so files are named by their path under DIR");
+        }
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         builder
             .add_file(name, BufReader::with_capacity(1 << 20, file))
@@ -142,10 +147,7 @@ pub(crate) fn submit(socket: &Path, manifest: &Manifest, files: &[PathBuf]) -> a
     // Import hashes every byte once more; allow for slow disks.
     let response = runtime.block_on(control::call(socket, &request, Duration::from_secs(3600)))?;
     match response {
-        ControlResponse::Published { patch, files } => {
-            println!("published {patch} to the node at {}", socket.display());
-            Ok(files)
-        }
+        ControlResponse::Published { files, .. } => Ok(files),
         ControlResponse::Error { message } => bail!("the node refused the publish: {message}"),
         other => bail!("unexpected response from the node: {other:?}"),
     }

@@ -8,7 +8,8 @@ use patchmesh_node::control::{self, ControlRequest, ControlResponse, StatusRepor
 
 #[derive(clap::Args)]
 pub(crate) struct StatusArgs {
-    /// The node's control socket (default: `<data_dir>/control.sock`).
+    /// The node's control socket: `control_socket` in its node.toml, by default
+    /// `<data_dir>/control.sock`.
     #[arg(long)]
     socket: PathBuf,
     /// Print the full status as JSON.
@@ -52,38 +53,45 @@ pub(crate) fn fetch_status(socket: &std::path::Path) -> anyhow::Result<StatusRep
 
 fn print_report(report: &StatusReport) {
     let node = &report.node;
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_string();
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
     println!("peer id: {}", report.peer_id);
-    println!("site:    {}  role: {}", node["site"].as_str().unwrap_or("?"), node["role"].as_str().unwrap_or("?"));
+    println!("site:    {}  role: {}", text(&node["site"]), text(&node["role"]));
     for address in &report.listen {
         println!("listen:  {address}");
     }
+
     let peers = node["peers"].as_array().cloned().unwrap_or_default();
     println!("\npeers ({}):", peers.len());
     println!("  {:<54} {:<16} {:>8} {:>14} {:>14}", "peer", "site", "role", "received B", "sent B");
     for peer in peers {
         println!(
             "  {:<54} {:<16} {:>8} {:>14} {:>14}",
-            peer["peer"].as_str().unwrap_or("?"),
-            peer["site"].as_str().unwrap_or("-"),
-            peer["role"].as_str().unwrap_or("-"),
-            peer["bytes_received"],
-            peer["bytes_sent"]
+            text(&peer["peer"]),
+            text(&peer["site"]),
+            text(&peer["role"]),
+            number(&peer["bytes_received"]),
+            number(&peer["bytes_sent"])
         );
     }
+
     let patches = node["patches"].as_array().cloned().unwrap_or_default();
     println!("\npatches ({}):", patches.len());
-    println!("  {:<32} {:>8} {:<14} {:>15} {:>14} {:>14} {:>14}", "patch", "version", "state", "chunks", "from origin B", "from peers B", "served B");
+    println!(
+        "  {:<32} {:>12} {:<14} {:>15} {:>14} {:>14} {:>14}",
+        "patch", "version", "state", "chunks", "from origin B", "from peers B", "served B"
+    );
     for patch in patches {
-        let chunks = format!("{}/{}", patch["chunks_verified"], patch["chunk_count"]);
+        let chunks = format!("{}/{}", number(&patch["chunks_verified"]), number(&patch["chunk_count"]));
         println!(
-            "  {:<32} {:>8} {:<14} {:>15} {:>14} {:>14} {:>14}",
-            patch["patch_id"].as_str().unwrap_or("?"),
-            patch["version"],
-            patch["state"].as_str().unwrap_or("?"),
+            "  {:<32} {:>12} {:<14} {:>15} {:>14} {:>14} {:>14}",
+            text(&patch["patch_id"]),
+            number(&patch["version"]),
+            text(&patch["state"]),
             chunks,
-            patch["stats"]["bytes_from_origin"],
-            patch["stats"]["bytes_from_peers"],
-            patch["stats"]["bytes_served"]
+            number(&patch["stats"]["bytes_from_origin"]),
+            number(&patch["stats"]["bytes_from_peers"]),
+            number(&patch["stats"]["bytes_served"])
         );
     }
 }

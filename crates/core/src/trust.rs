@@ -33,7 +33,7 @@ pub struct TrustPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustFileError {
     /// TOML syntax or shape; the message carries line and column.
-    #[error("invalid trust file: {0}")]
+    #[error("invalid trust file (expected `format = 1` and [[publisher]] tables with name and key): {0}")]
     Toml(#[from] toml::de::Error),
     /// A format version this release cannot read.
     #[error("unsupported trust file format {format}: this release reads format {TRUST_FORMAT}")]
@@ -169,7 +169,7 @@ impl TrustPolicy {
         trusted.sort();
         trusted.dedup();
         if trusted.is_empty() {
-            let signers: Vec<String> = announcement.signatures.iter().map(|entry| entry.key.short_id()).collect();
+            let signers: Vec<String> = announcement.signatures.iter().map(|entry| entry.key.to_string()).collect();
             let signers = if signers.is_empty() { "nobody".to_string() } else { signers.join(", ") };
             return Err(TrustError::Untrusted { patch, signers });
         }

@@ -28,6 +28,7 @@ use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
 use crate::keyfile;
+use crate::log_limit::WarnLimiter;
 use crate::store::{ChunkStore, WriteChunkError};
 
 /// How often bootstrap peers that are not connected are dialled again.
@@ -63,6 +64,12 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// Another process holds the data dir.
+    #[error("data dir {path} is in use by another patchmesh node; stop it or give this node its own data_dir")]
+    DataDirInUse {
+        /// The data dir.
+        path: PathBuf,
+    },
     /// The control socket could not be created.
     #[error("cannot create control socket {path}: {source}")]
     Control {
@@ -88,7 +95,15 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
     let trust = TrustPolicy::from_toml(&trust_text)
         .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
+    // Lock before the store opens, because opening removes leftover temp files that a
+    // running node could still be writing.
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|error| DaemonError::Store(format!("cannot create {}: {error}", settings.data_dir.display())))?;
+    let _lock = lock_data_dir(&settings.data_dir)?;
     let store = ChunkStore::open(&settings.data_dir).map_err(|error| DaemonError::Store(error.to_string()))?;
+    for address in &settings.listen {
+        probe_listen_address(address)?;
+    }
 
     let keypair = identity::Keypair::ed25519_from_bytes(*secret.seed())
         .map_err(|error| DaemonError::Network(error.to_string()))?;
@@ -148,6 +163,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         store_tasks: 0,
         files: HashMap::new(),
         listen: Vec::new(),
+        warnings: WarnLimiter::new(Duration::from_secs(60), 5),
     };
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
@@ -178,6 +194,8 @@ struct Daemon {
     /// Assembled files per complete patch.
     files: HashMap<PatchKey, Vec<PathBuf>>,
     listen: Vec<Multiaddr>,
+    /// Limits warnings that remote peers can trigger to a few per peer per minute.
+    warnings: WarnLimiter,
 }
 
 #[derive(Default)]
@@ -365,7 +383,9 @@ impl Daemon {
         let announcement = match decode_announcement(data) {
             Ok(announcement) => announcement,
             Err(reason) => {
-                warn!(peer = %source, %reason, "announcement rejected");
+                if let Some(suppressed) = self.warnings.check(&source.to_base58(), std::time::Instant::now()) {
+                    warn!(peer = %source, %reason, suppressed, "announcement rejected");
+                }
                 return MessageAcceptance::Reject;
             }
         };
@@ -510,6 +530,19 @@ impl Daemon {
         if let Err(error) = self.trust.verify(manifest.announcement()) {
             return fail(reply, format!("{error}; add the publisher's key to {}", self.settings.trust_file.display()));
         }
+        let patch = manifest.key();
+        if let Some(latest) = self.node.latest_version(&patch.id) {
+            if latest >= patch.version {
+                return fail(
+                    reply,
+                    format!(
+                        "patch {} version {} is not newer than version {latest}, which this node already holds; \
+                         publish with a version greater than {latest}",
+                        patch.id, patch.version
+                    ),
+                );
+            }
+        }
         if sources.len() != manifest.body().files.len() {
             return fail(
                 reply,
@@ -554,7 +587,19 @@ impl Daemon {
             self.perform(action);
         }
         while let Some(event) = self.node.poll_event() {
-            log_event(&event);
+            let peer = match &event {
+                Event::ManifestDropped { from, .. } => Some(from),
+                Event::PeerMisbehaved { peer, .. } => Some(peer),
+                _ => None,
+            };
+            match peer {
+                Some(peer) => {
+                    if let Some(suppressed) = self.warnings.check(peer.as_str(), std::time::Instant::now()) {
+                        log_event(&event, suppressed);
+                    }
+                }
+                None => log_event(&event, 0),
+            }
         }
     }
 
@@ -654,6 +699,50 @@ impl Daemon {
     }
 }
 
+/// Locks `<data_dir>/lock` for the life of the process, so two nodes never share one store
+/// or one control socket. The operating system releases the lock when the process exits,
+/// even after SIGKILL.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, DaemonError> {
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| DaemonError::Store(format!("cannot open {}: {error}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::DataDirInUse { path: data_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(DaemonError::Store(format!("cannot lock {}: {error}", path.display())))
+        }
+    }
+}
+
+/// Fails if a fixed TCP port in `address` is already taken.
+///
+/// libp2p binds listening sockets with SO_REUSEPORT, so a second node on the same port
+/// would start without error and the kernel would split connections between the two. A
+/// plain bind without that option fails while any listener holds the port.
+fn probe_listen_address(address: &Multiaddr) -> Result<(), DaemonError> {
+    use libp2p::multiaddr::Protocol;
+    let mut protocols = address.iter();
+    let ip: std::net::IpAddr = match protocols.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = protocols.next() else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind((ip, port))
+        .map(drop)
+        .map_err(|error| DaemonError::Listen { address: address.clone(), reason: error.to_string() })
+}
+
 /// Decodes a gossiped announcement, refusing anything over [`MAX_GOSSIP_BYTES`] before
 /// parsing it. gossipsub enforces the same limit on the wire; this guards the decoder if
 /// that limit is ever raised.
@@ -664,10 +753,14 @@ fn decode_announcement(data: &[u8]) -> Result<Announcement, String> {
     serde_json::from_slice(data).map_err(|error| format!("undecodable: {error}"))
 }
 
-fn log_event(event: &Event) {
+/// Logs a core event; `suppressed` counts earlier warnings for the same peer that the
+/// rate limit held back.
+fn log_event(event: &Event, suppressed: u32) {
     match event {
         Event::ManifestAccepted { patch, from } => info!(%patch, from = ?from.as_ref().map(PeerId::as_str), "manifest accepted"),
-        Event::ManifestDropped { patch, from, reason } => warn!(%patch, peer = %from, %reason, "announcement dropped"),
+        Event::ManifestDropped { patch, from, reason } => {
+            warn!(%patch, peer = %from, %reason, suppressed, "announcement dropped")
+        }
         Event::PatchComplete { patch, stats, elapsed } => info!(
             %patch,
             bytes_from_origin = stats.bytes_from_origin,
@@ -676,7 +769,7 @@ fn log_event(event: &Event) {
             "patch complete"
         ),
         Event::PatchFailed { patch, reason } => error!(%patch, %reason, "patch failed"),
-        Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, "peer misbehaved"),
+        Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
     }
 }
 

@@ -27,6 +27,12 @@ pub enum KeyFileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A public key file where a secret key file was expected.
+    #[error("{path} is a public key file; give the secret key file (the same name without .pub)")]
+    PublicNotSecret {
+        /// The file.
+        path: PathBuf,
+    },
     /// The contents are not a key in the expected format.
     #[error("invalid key file {path}: {source}")]
     Format {
@@ -36,7 +42,7 @@ pub enum KeyFileError {
         source: KeyError,
     },
     /// Writing failed.
-    #[error("cannot write key file {path}: {source}")]
+    #[error("cannot write key file {path}: {source}; create its directory first, and remove or rename an existing key there only if it is no longer needed")]
     Write {
         /// The file.
         path: PathBuf,
@@ -49,12 +55,25 @@ pub enum KeyFileError {
 pub fn read_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     let read_error = |source| KeyFileError::Read { path: path.to_path_buf(), source };
     let metadata = fs::metadata(path).map_err(read_error)?;
+    let looks_public = fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"ed25519:"));
+    if looks_public {
+        return Err(KeyFileError::PublicNotSecret { path: path.to_path_buf() });
+    }
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::Permissions { path: path.to_path_buf(), mode });
     }
     let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(read_error)?);
     SecretKey::from_file_text(&text).map_err(|source| KeyFileError::Format { path: path.to_path_buf(), source })
+}
+
+/// The libp2p peer id of a node whose identity key is `key`, as other nodes' `bootstrap`
+/// addresses name it (`/p2p/<peer id>`).
+pub fn peer_id(key: &SecretKey) -> String {
+    match libp2p::identity::Keypair::ed25519_from_bytes(*key.seed()) {
+        Ok(keypair) => keypair.public().to_peer_id().to_base58(),
+        Err(_) => String::from("(not an ed25519 key)"),
+    }
 }
 
 /// Reads a public key file (`ed25519:<base64>` and an optional comment).
@@ -112,6 +131,15 @@ mod tests {
     fn missing_file_names_path() {
         let error = read_secret_key(Path::new("/nonexistent/key")).expect_err("missing");
         assert!(error.to_string().contains("/nonexistent/key"), "{error}");
+    }
+
+    #[test]
+    fn public_key_as_secret_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        let public_path = write_key_pair(&SecretKey::from_seed([5; 32]), &path, "").expect("write");
+        let error = read_secret_key(&public_path).expect_err("public file");
+        assert!(matches!(error, KeyFileError::PublicNotSecret { .. }), "{error}");
     }
 
     #[test]

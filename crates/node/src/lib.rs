@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod keyfile;
+mod log_limit;
 pub mod store;
 
 pub use config::NodeSettings;

@@ -55,7 +55,11 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         None => std::env::current_exe().context("cannot find this executable to use as the demo file")?,
     };
     let file = std::fs::canonicalize(&file).with_context(|| format!("cannot read --file {}", file.display()))?;
-    let patch_bytes = std::fs::metadata(&file).with_context(|| format!("cannot read --file {}", file.display()))?.len();
+    let metadata = std::fs::metadata(&file).with_context(|| format!("cannot read --file {}", file.display()))?;
+    if !metadata.is_file() {
+        bail!("--file {} is not a regular file; give the file to roll out", file.display());
+    }
+    let patch_bytes = metadata.len();
     let root = prepare_data_dir(args.data_dir)?;
     eprintln!("demo data dir: {} (kept after exit)", root.display());
 

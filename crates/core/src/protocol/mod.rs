@@ -254,6 +254,11 @@ impl Node {
         self.banned.contains_key(peer)
     }
 
+    /// The highest version of patch series `id` this node has accepted, if any.
+    pub fn latest_version(&self, id: &PatchId) -> Option<u64> {
+        self.latest.get(id).copied()
+    }
+
     /// The manifest of `patch`, once its body has verified.
     pub fn manifest(&self, patch: &PatchKey) -> Option<&Arc<Manifest>> {
         self.transfers.get(patch).and_then(|transfer| transfer.manifest.as_ref())

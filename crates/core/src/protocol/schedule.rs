@@ -17,7 +17,9 @@
 //!    and the origin sends distinct chunks to distinct nodes.
 //!
 //! The scan is O(peers × chunks) per request. That is fine for a daemon with tens of
-//! peers and for simulations of a few thousand nodes.
+//! peers and for simulations of a few thousand nodes. Peers whose advertised chunks are
+//! held already are never scanned: the scan visits only the chunks a peer holds and this
+//! node lacks, found a byte at a time.
 
 use super::peer::Peer;
 use super::transfer::TransferState;
@@ -101,10 +103,21 @@ impl Node {
             let origin = peer.is_origin();
             let advertised = peer.have.get(patch);
             let start = self.rng.below(u64::from(transfer.chunk_count().max(1))) as u32;
+            // Only chunks the peer holds and this node lacks are worth a look; listing
+            // them bytewise first saves testing every index against every peer.
+            let indices: Vec<u32> = if origin {
+                (0..transfer.chunk_count()).collect()
+            } else {
+                match advertised {
+                    Some(bits) => bits.difference(&transfer.have),
+                    None => continue,
+                }
+            };
+            // Visit them from `start` and wrap around, as a full scan from there would.
+            let split = indices.partition_point(|&index| index < start);
             // Lower is better: (rarity, outside this node's origin share).
             let mut best: Option<(u32, (u32, bool))> = None;
-            for offset in 0..transfer.chunk_count() {
-                let index = (start + offset) % transfer.chunk_count();
+            for &index in indices[split..].iter().chain(&indices[..split]) {
                 if transfer.have.contains(index) || transfer.in_flight.contains_key(&index) {
                     continue;
                 }
