@@ -54,6 +54,7 @@ fn requests_only_advertised_chunks() {
     mesh.publish(0, manifest, &bytes);
     mesh.run_for(Duration::from_secs(60));
     // Every request found the chunk at the peer: no Declined outcome, no strike.
+    assert!(mesh.declined.is_empty(), "requests for chunks the peer did not hold: {:?}", mesh.declined);
     let misbehaved = mesh.events.iter().filter(|(_, e)| matches!(e, Event::PeerMisbehaved { .. })).count();
     assert_eq!(misbehaved, 0);
     assert!(mesh.all_complete(&key));
@@ -173,4 +174,36 @@ fn same_seed_same_trace() {
         (mesh.chunk_requests.clone(), mesh.now)
     };
     assert_eq!(run(), run());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 24,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed),
+        ..Default::default()
+    })]
+
+    /// Random mesh sizes, chunk sizes and file sizes: every office ends with the exact
+    /// bytes, and no node ever asks a peer for a chunk that peer does not hold.
+    #[test]
+    fn random_rollouts_complete(
+        offices in 1usize..8,
+        chunk_exponent in 10u32..14,
+        size in 0usize..60_000,
+        seed in 0u64..1_000,
+    ) {
+        let chunk = 1u32 << chunk_exponent;
+        let mut mesh = Mesh::star(offices, seed);
+        mesh.connect_all();
+        let files = vec![("a", pattern(size, seed as u8)), ("b", pattern(size / 3, 1)), ("c", Vec::new())];
+        let (manifest, bytes) = manifest("KBP", 1, chunk, &files, &publisher());
+        let key = manifest.key().clone();
+        mesh.publish(0, manifest, &bytes);
+        mesh.run_for(Duration::from_secs(300));
+        proptest::prop_assert!(mesh.all_complete(&key), "not complete");
+        for office in 1..=offices {
+            proptest::prop_assert_eq!(mesh.bytes(office, &key), bytes.clone(), "office {}", office);
+        }
+        proptest::prop_assert!(mesh.declined.is_empty(), "declined: {:?}", mesh.declined);
+    }
 }

@@ -78,6 +78,8 @@ pub struct Mesh {
     pub events: Vec<(usize, Event)>,
     /// Every chunk request sent, as (from, to, patch, index).
     pub chunk_requests: Vec<(usize, usize, PatchKey, u32)>,
+    /// Chunk requests that reached a node not holding the chunk, as (from, to, index).
+    pub declined: Vec<(usize, usize, u32)>,
     links: BTreeSet<(usize, usize)>,
     queue: BinaryHeap<Reverse<(Timestamp, u64)>>,
     deliveries: HashMap<u64, Delivery>,
@@ -103,6 +105,7 @@ impl Mesh {
             stores: (0..count).map(|_| Store::default()).collect(),
             events: Vec::new(),
             chunk_requests: Vec::new(),
+            declined: Vec::new(),
             links: BTreeSet::new(),
             queue: BinaryHeap::new(),
             deliveries: HashMap::new(),
@@ -358,6 +361,12 @@ impl Mesh {
             Delivery::Request { from, to, request, fetch } => {
                 if !self.linked(from, to) || self.nodes[to].is_none() {
                     return;
+                }
+                if let FetchRequest::Chunk { patch, index } = &fetch {
+                    let held = self.stores[to].chunks.get(patch).is_some_and(|chunks| chunks.contains_key(index));
+                    if !held {
+                        self.declined.push((from, to, *index));
+                    }
                 }
                 self.next_inbound += 1;
                 let inbound = InboundId(self.next_inbound);
