@@ -362,3 +362,52 @@ fn taken_port_refused() {
     assert!(!output.status.success());
     assert!(stderr.contains(&port.to_string()), "{stderr}");
 }
+
+#[test]
+fn frozen_peer_bypassed() {
+    let mut mesh = TestMesh::new(2);
+    for node in &mut mesh.nodes[..2] {
+        node.start();
+    }
+    let origin_address = mesh.nodes[0].address.clone();
+    mesh.nodes[1].connect(vec![origin_address.clone()]);
+    let source = mesh.root.path().join("f.bin");
+    let bytes = pattern(3000 * 1024 + 3, 5);
+    std::fs::write(&source, &bytes).expect("source");
+    let output = mesh.publish("KB-frozen", &[source.as_path()], &["--chunk-size", "1024"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+    mesh.wait_complete("KB-frozen", Duration::from_secs(60));
+
+    // office-2 starts fetching from office-1 alone; once it has some chunks, office-1
+    // freezes with requests in flight, and the origin becomes reachable.
+    mesh.nodes[2].start();
+    mesh.nodes[2].connect(vec![mesh.nodes[1].address.clone()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let verified = mesh.nodes[2].patch("KB-frozen").and_then(|p| p["chunks_verified"].as_u64()).unwrap_or(0);
+        if verified > 0 {
+            mesh.nodes[1].signal("STOP");
+            break;
+        }
+        assert!(Instant::now() < deadline, "office-2 never started fetching from office-1");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    mesh.nodes[2].connect(vec![origin_address]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if mesh.nodes[2].patch("KB-frozen").is_some_and(|p| p["state"] == "complete") {
+            break;
+        }
+        if Instant::now() > deadline {
+            mesh.nodes[1].signal("CONT");
+            panic!("office-2 did not finish while office-1 was frozen; log:\n{}", mesh.nodes[2].log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mesh.nodes[1].signal("CONT");
+    let status = mesh.nodes[2].status().expect("status");
+    let (_, files) = status.files.iter().next().expect("files");
+    assert!(std::fs::read(&files[0]).expect("file") == bytes, "office-2 holds different bytes");
+    let log = mesh.nodes[2].log();
+    assert!(log.contains("resting the peer"), "office-2 never timed out on the frozen peer:\n{log}");
+}

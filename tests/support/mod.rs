@@ -47,7 +47,7 @@ impl TestNode {
         let child = Command::new(EXE)
             .args(["node", "--config"])
             .arg(self.dir.join("node.toml"))
-            .env("RUST_LOG", "info,libp2p=warn")
+            .env("RUST_LOG", std::env::var("PATCHMESH_TEST_LOG").unwrap_or_else(|_| "info,libp2p=warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -227,4 +227,105 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+// ---- helpers for the crash, disk-full and soak tests ----
+
+/// A seeded SplitMix64 generator, so that a failing run can be repeated with its seed.
+pub struct TestRng(u64);
+
+impl TestRng {
+    /// Seeds from the environment variable `var` if set, otherwise from the clock, and
+    /// prints the seed with the command line that repeats it.
+    pub fn from_env(var: &str) -> TestRng {
+        let seed = match std::env::var(var) {
+            Ok(text) => text.parse().unwrap_or_else(|_| panic!("{var}={text:?} is not an unsigned integer")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_nanos() as u64)
+                .unwrap_or(1),
+        };
+        println!("random seed {seed}; repeat this run with {var}={seed}");
+        TestRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+}
+
+/// Reads and parses a manifest file, such as the one [`TestMesh::publish`] writes.
+pub fn read_manifest(path: &Path) -> patchmesh_core::Manifest {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    patchmesh_core::Manifest::from_json(&text).unwrap_or_else(|error| panic!("invalid manifest {}: {error}", path.display()))
+}
+
+/// The chunk files found in one node's store at one moment.
+#[derive(Debug, Default)]
+pub struct ChunkFiles {
+    /// Indices of the `<index>.chunk` files, each of which verified.
+    pub verified: Vec<u32>,
+    /// Names of leftover temp files (`.<name>.tmp:<pid>.<instance>-<counter>`).
+    pub temp_files: Vec<String>,
+}
+
+/// Lists `<data>/patches/<id>/<version>/chunks/` of `node` and verifies every chunk file
+/// against `manifest`. Panics, naming the file, on a chunk file that fails verification
+/// or any entry that is neither a chunk file nor a temp file. A missing directory counts
+/// as empty.
+pub fn check_chunk_files(node: &TestNode, manifest: &patchmesh_core::Manifest) -> ChunkFiles {
+    let key = manifest.key();
+    let dir = node.data().join("patches").join(key.id.as_str()).join(key.version.to_string()).join("chunks");
+    let mut found = ChunkFiles::default();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return found;
+    };
+    for entry in entries {
+        let entry = entry.expect("chunk dir entry");
+        let name = entry.file_name().into_string().expect("UTF-8 chunk file name");
+        if let Some(index) = name.strip_suffix(".chunk").and_then(|stem| stem.parse::<u32>().ok()) {
+            let bytes = std::fs::read(entry.path()).unwrap_or_else(|error| panic!("cannot read {}: {error}", entry.path().display()));
+            if let Err(error) = manifest.verify_chunk(index, &bytes) {
+                panic!("{}: chunk file {} fails verification: {error}", node.name, entry.path().display());
+            }
+            found.verified.push(index);
+        } else if name.starts_with('.') && name.contains(".tmp:") {
+            found.temp_files.push(name);
+        } else {
+            panic!("{}: unexpected entry {} in {}", node.name, name, dir.display());
+        }
+    }
+    found.verified.sort_unstable();
+    found
+}
+
+/// The resident set size of process `pid` in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl TestMesh {
+    /// Starts node `index` again and connects it to every other running node.
+    pub fn restart(&mut self, index: usize) {
+        self.nodes[index].start();
+        let addresses: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(other, node)| *other != index && node.child.is_some())
+            .map(|(_, node)| node.address.clone())
+            .collect();
+        self.nodes[index].connect(addresses);
+    }
 }

@@ -28,7 +28,7 @@ fn five_offices_complete() {
     mesh.run_for(Duration::from_secs(60));
     assert!(mesh.all_complete(&key), "not every office assembled the patch");
     for office in 1..=5 {
-        assert_eq!(mesh.bytes(office, &key), bytes, "office {office} holds different bytes");
+        assert!(mesh.bytes(office, &key) == bytes, "office {office} holds different bytes");
     }
 }
 
@@ -70,7 +70,7 @@ fn corrupt_peer_banned_and_rollout_finishes() {
     mesh.publish(0, manifest, &bytes);
     mesh.run_for(Duration::from_secs(120));
     for office in [1, 3, 4] {
-        assert_eq!(mesh.bytes(office, &key), bytes, "office {office}");
+        assert!(mesh.bytes(office, &key) == bytes, "office {office} holds different bytes");
     }
     let banned_by_others = mesh
         .events
@@ -84,6 +84,29 @@ fn corrupt_peer_banned_and_rollout_finishes() {
         .filter(|(_, e)| matches!(e, Event::PeerMisbehaved { peer, .. } if peer.as_str() != "n2"))
         .count();
     assert_eq!(honest_struck, 0, "an honest peer got a strike");
+}
+
+#[test]
+fn frozen_peer_rested_and_bypassed() {
+    let mut mesh = Mesh::star(3, 17);
+    mesh.connect(0, 1);
+    let (manifest, bytes) = manifest("KB11", 1, CHUNK, &[("f", pattern(30 * CHUNK as usize, 6))], &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.bytes(1, &key) == bytes, "office 1 did not finish before freezing");
+
+    // Office 1 holds everything and stops answering; office 2 prefers it to the origin.
+    mesh.stores[1].frozen = true;
+    mesh.connect(1, 2);
+    mesh.connect(0, 2);
+    mesh.run_for(Duration::from_secs(600));
+    assert!(mesh.bytes(2, &key) == bytes, "office 2 did not finish around the frozen peer");
+    let rested = mesh
+        .events
+        .iter()
+        .any(|(node, e)| *node == 2 && matches!(e, Event::PeerSlow { peer, .. } if peer.as_str() == "n1"));
+    assert!(rested, "office 2 never rested the frozen peer");
 }
 
 #[test]
@@ -111,7 +134,7 @@ fn late_joiner_catches_up() {
     mesh.run_for(Duration::from_secs(30));
     mesh.connect(4, 2);
     mesh.run_for(Duration::from_secs(30));
-    assert_eq!(mesh.bytes(4, &key), bytes);
+    assert!(mesh.bytes(4, &key) == bytes, "late joiner holds different bytes");
 }
 
 #[test]
@@ -129,7 +152,7 @@ fn restart_resumes_without_refetching() {
     mesh.restart(1, config("office-0", Role::Office, 99));
     mesh.connect_all();
     mesh.run_for(Duration::from_secs(60));
-    assert_eq!(mesh.bytes(1, &key), bytes);
+    assert!(mesh.bytes(1, &key) == bytes, "restarted office holds different bytes");
     let refetched: Vec<u32> = mesh.chunk_requests[requests_before..]
         .iter()
         .filter(|(from, _, patch, index)| *from == 1 && *patch == key && held_before.contains(index))
@@ -202,7 +225,7 @@ proptest::proptest! {
         mesh.run_for(Duration::from_secs(300));
         proptest::prop_assert!(mesh.all_complete(&key), "not complete");
         for office in 1..=offices {
-            proptest::prop_assert_eq!(mesh.bytes(office, &key), bytes.clone(), "office {}", office);
+            proptest::prop_assert!(mesh.bytes(office, &key) == bytes, "office {} holds different bytes", office);
         }
         proptest::prop_assert!(mesh.declined.is_empty(), "declined: {:?}", mesh.declined);
     }

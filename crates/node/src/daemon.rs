@@ -589,7 +589,7 @@ impl Daemon {
         while let Some(event) = self.node.poll_event() {
             let peer = match &event {
                 Event::ManifestDropped { from, .. } => Some(from),
-                Event::PeerMisbehaved { peer, .. } => Some(peer),
+                Event::PeerMisbehaved { peer, .. } | Event::PeerSlow { peer, .. } => Some(peer),
                 _ => None,
             };
             match peer {
@@ -769,6 +769,9 @@ fn log_event(event: &Event, suppressed: u32) {
             "patch complete"
         ),
         Event::PatchFailed { patch, reason } => error!(%patch, %reason, "patch failed"),
+        Event::PeerSlow { peer, chunk, timeouts, pause } => {
+            warn!(%peer, %chunk, timeouts, pause_s = pause.as_secs(), "chunk request timed out; resting the peer")
+        }
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
     }
 }

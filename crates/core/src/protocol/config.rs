@@ -47,9 +47,14 @@ pub struct NodeConfig {
     pub max_requests_to_origin: u32,
     /// Chunk requests in flight in total. Default: 16.
     pub max_requests_total: u32,
-    /// How long a chunk or body request may take before it is sent elsewhere.
-    /// Default: 60 s.
+    /// The longest any chunk or body request may take before it is sent elsewhere.
+    /// Default: 60 s. Drivers set their transport's request timeout to at least this.
     pub request_timeout: Duration,
+    /// The slowest transfer rate a peer may serve a chunk at, in bytes per second. A
+    /// chunk request times out after 10 s plus its length at this rate (but never after
+    /// `request_timeout`), so a peer that slows to a trickle or freezes loses the chunk
+    /// to another source. Default: 16 KiB/s, so a 1 MiB chunk may take 74 s at most.
+    pub min_request_rate: u64,
     /// Invalid chunks a peer may send before the node disconnects and bans it.
     /// Default: 3.
     pub max_strikes: u32,
@@ -70,7 +75,17 @@ pub struct ConfigError {
     pub fix: &'static str,
 }
 
+/// The time a chunk request gets before the rate check applies.
+const SLOW_PEER_ALLOWANCE: Duration = Duration::from_secs(10);
+
 impl NodeConfig {
+    /// How long a request for `len` bytes may take: 10 s plus `len` at
+    /// `min_request_rate`, capped at `request_timeout`.
+    pub fn request_deadline(&self, len: u64) -> Duration {
+        let transfer = Duration::from_secs_f64(len as f64 / self.min_request_rate.max(1) as f64);
+        (SLOW_PEER_ALLOWANCE + transfer).min(self.request_timeout)
+    }
+
     /// Defaults for a node at `site` with `role`.
     pub fn new(site: impl Into<String>, role: Role) -> Self {
         NodeConfig {
@@ -83,6 +98,7 @@ impl NodeConfig {
             max_requests_to_origin: 2,
             max_requests_total: 16,
             request_timeout: Duration::from_secs(60),
+            min_request_rate: 16 * 1024,
             max_strikes: 3,
             max_clock_skew: Duration::from_secs(600),
         }
@@ -107,6 +123,9 @@ impl NodeConfig {
             if value == 0 {
                 return Err(ConfigError { setting, value: "0".into(), fix: "use a value of at least 1" });
             }
+        }
+        if self.min_request_rate == 0 {
+            return Err(ConfigError { setting: "min_request_rate", value: "0".into(), fix: "use at least 1 byte per second" });
         }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(ConfigError {

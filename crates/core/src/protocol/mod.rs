@@ -36,6 +36,10 @@ use transfer::Transfer;
 const BODY_RETRY: Duration = Duration::from_secs(2);
 /// How long chunk requests pause after the local store failed to write.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
+/// How long a peer gets no chunk requests after its first timeout; each further
+/// consecutive timeout doubles it, up to [`MAX_COOLDOWN`].
+const COOLDOWN: Duration = Duration::from_secs(15);
+const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// An outbound request, chosen by the node and carried by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,6 +185,17 @@ pub enum Event {
         /// The driver's error.
         reason: String,
     },
+    /// A chunk request to a peer timed out; the peer gets no requests for `pause`.
+    PeerSlow {
+        /// The peer.
+        peer: PeerId,
+        /// The chunk it did not deliver in time.
+        chunk: ChunkId,
+        /// Consecutive timeouts so far.
+        timeouts: u32,
+        /// How long the peer rests.
+        pause: Duration,
+    },
     /// A peer sent something invalid.
     PeerMisbehaved {
         /// The peer.
@@ -282,7 +297,8 @@ impl Node {
             Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
         });
         let pauses = self.transfers.values().filter_map(|transfer| transfer.paused_until);
-        request_deadlines.chain(pauses).min()
+        let cooldowns = self.peers.values().filter(|peer| peer.cooling_down).filter_map(|peer| peer.cooldown_until);
+        request_deadlines.chain(pauses).chain(cooldowns).min()
     }
 
     // ---- inputs ----
@@ -416,7 +432,12 @@ impl Node {
                     }
                 }
             }
-            ChunkOutcome::Failed { reason } => debug!(%peer, %chunk, %reason, "chunk request failed"),
+            ChunkOutcome::Failed { reason } => {
+                // A transport failure (stream timeout, reset) means the same as our own
+                // deadline passing: this peer cannot serve now, so rest it.
+                debug!(%peer, %chunk, %reason, "chunk request failed");
+                self.cool_down(now, &peer, &chunk);
+            }
             ChunkOutcome::StoreFailed { reason } => {
                 warn!(%chunk, %reason, "store failed to write a verified chunk; pausing requests");
                 if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
@@ -526,6 +547,10 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for request in expired {
+            if let Some(Pending::Chunk { peer, chunk, .. }) = self.requests.get(&request) {
+                let (peer, chunk) = (peer.clone(), chunk.clone());
+                self.cool_down(now, &peer, &chunk);
+            }
             debug!(?request, "request timed out");
             self.fail_request(request);
         }
@@ -548,8 +573,12 @@ impl Node {
         RequestId(self.next_request)
     }
 
-    /// Work that follows every input: flush `Have` batches, then schedule requests.
+    /// Work that follows every input: end cool-downs, flush `Have` batches, then schedule
+    /// requests.
     fn after_input(&mut self, now: Timestamp) {
+        for peer in self.peers.values_mut() {
+            peer.cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+        }
         self.flush_have();
         self.request_bodies(now);
         self.schedule_chunks(now);
@@ -767,6 +796,7 @@ impl Node {
         }
         if let Some(peer) = self.peers.get_mut(from) {
             peer.bytes_received += len;
+            peer.timeouts = 0;
         }
         transfer.unannounced.push(chunk.index);
         trace!(peer = %from, %chunk, "chunk stored");
@@ -784,6 +814,20 @@ impl Node {
             transfer.stats.corrupt_chunks += 1;
         }
         self.strike(peer, format!("chunk {chunk} failed verification: {reason}"));
+    }
+
+    /// Rests a peer whose chunk request timed out: too slow, frozen or overloaded.
+    fn cool_down(&mut self, now: Timestamp, peer: &PeerId, chunk: &ChunkId) {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        state.timeouts += 1;
+        let factor = 1u32 << (state.timeouts - 1).min(8);
+        let pause = (COOLDOWN * factor).min(MAX_COOLDOWN);
+        state.cooldown_until = Some(now.saturating_add(pause));
+        state.cooling_down = true;
+        let timeouts = state.timeouts;
+        self.events.push_back(Event::PeerSlow { peer: peer.clone(), chunk: chunk.clone(), timeouts, pause });
     }
 
     /// Records a protocol violation by `peer` and bans it at the configured limit.

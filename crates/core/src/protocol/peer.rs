@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bitfield::Bitfield;
 use crate::ids::PatchKey;
+use crate::time::Timestamp;
 use crate::wire::{Hello, Role};
 
 /// The most patches a node tracks per peer before it has their manifests, so a peer
@@ -22,6 +23,12 @@ pub(crate) struct Peer {
     pub(crate) in_flight: u32,
     /// Invalid chunks received from this peer.
     pub(crate) strikes: u32,
+    /// Chunk requests to this peer that timed out since its last good chunk.
+    pub(crate) timeouts: u32,
+    /// No chunk requests go to this peer before this instant, after timeouts.
+    pub(crate) cooldown_until: Option<Timestamp>,
+    /// Whether `cooldown_until` lies in the future, as of the last input.
+    pub(crate) cooling_down: bool,
     /// Chunk payload bytes received from this peer.
     pub(crate) bytes_received: u64,
     /// Chunk payload bytes served to this peer.

@@ -64,7 +64,7 @@ impl Node {
             SourcePolicy::OfficeCache if self.config.site_cache => peer.is_origin(),
             SourcePolicy::OfficeCache => same_site && peer.is_site_cache(),
         };
-        if !allowed || peer.in_flight >= self.config.max_requests_per_peer {
+        if !allowed || peer.in_flight >= self.config.max_requests_per_peer || peer.cooling_down {
             return None;
         }
         if peer.is_origin() {
@@ -98,6 +98,16 @@ impl Node {
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
         let (share, shares) = self.origin_share();
+        // Peers that can serve now: a resting or banned peer's chunks do not keep a chunk
+        // away from the origin, or a frozen peer holding everything would stall the node.
+        let usable: Vec<&crate::Bitfield> = self
+            .peers
+            .iter()
+            .filter(|(id, peer)| {
+                !peer.is_origin() && peer.hello.is_some() && !peer.cooling_down && !self.banned.contains_key(*id)
+            })
+            .filter_map(|(_, peer)| peer.have.get(patch))
+            .collect();
         for (_, _, _, id) in candidates {
             let peer = &self.peers[&id];
             let origin = peer.is_origin();
@@ -126,7 +136,7 @@ impl Node {
                     continue;
                 }
                 let rarity = transfer.availability[index as usize];
-                if origin && only_unheld && rarity > 0 {
+                if origin && only_unheld && rarity > 0 && usable.iter().any(|bits| bits.contains(index)) {
                     continue;
                 }
                 let outside_share = origin && index % shares != share;
@@ -163,7 +173,8 @@ impl Node {
 
     fn start_chunk_request(&mut self, now: Timestamp, peer: PeerId, chunk: ChunkId) {
         let request = self.allocate_request();
-        let deadline = now.saturating_add(self.config.request_timeout);
+        let len = u64::from(self.transfers.get(&chunk.patch).map_or(0, |t| t.announcement.header.chunk_len(chunk.index)));
+        let deadline = now.saturating_add(self.config.request_deadline(len));
         if let Some(state) = self.peers.get_mut(&peer) {
             state.in_flight += 1;
         }

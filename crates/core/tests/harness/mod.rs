@@ -60,6 +60,8 @@ pub struct Store {
     pub assembled: BTreeSet<PatchKey>,
     /// Serve chunks with one byte flipped, to play a faulty or hostile peer.
     pub corrupt_serving: bool,
+    /// Never answer chunk requests, to play a frozen peer.
+    pub frozen: bool,
 }
 
 enum Delivery {
@@ -258,6 +260,9 @@ impl Mesh {
             Action::Respond { inbound, response } => self.respond(index, inbound, response),
             Action::ServeChunk { inbound, chunk } => {
                 let store = &self.stores[index];
+                if store.frozen {
+                    return;
+                }
                 let response = match store.chunks.get(&chunk.patch).and_then(|c| c.get(&chunk.index)) {
                     Some(bytes) => {
                         let mut bytes = bytes.clone();
