@@ -5,7 +5,7 @@ mod demo;
 mod keys;
 mod node;
 mod publish;
-// mod sim;
+mod sim;
 mod status;
 mod verify;
 
@@ -35,8 +35,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Run a complete rollout on this machine: N office daemons and an origin on 127.0.0.1.
     Demo(demo::DemoArgs),
-    // Simulate a rollout over a modelled WAN.
-    // Sim(sim::SimArgs),
+    /// Simulate a rollout over a modelled WAN.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
-        // Command::Sim(args) => sim::run(args),
+        Command::Sim(args) => sim::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -21,7 +21,11 @@ fn main() {
         eprintln!("warning: {warning}");
     }
     let started = Instant::now();
-    let report = match patchmesh_sim::simulate(&scenario, scenario.seed, &mut |_, _| {}) {
+    let report = match patchmesh_sim::simulate(&scenario, scenario.seed, &mut |strategy, progress| {
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("{} {progress:?}", strategy.name());
+        }
+    }) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");

@@ -31,7 +31,7 @@ pub struct LowerBound {
 }
 
 impl LowerBound {
-    /// The name of the largest term.
+    /// Returns the name of the largest term.
     pub fn binding_term(&self) -> &str {
         self.terms
             .iter()
@@ -81,7 +81,7 @@ pub fn lower_bound(scenario: &Scenario) -> LowerBound {
     LowerBound { seconds, terms }
 }
 
-/// The one-way latency from the origin site's LAN to each site's LAN over the shortest
+/// Computes the one-way latency from the origin site's LAN to each site's LAN over the shortest
 /// core route, or `None` where there is none.
 fn propagation_latencies_us(scenario: &Scenario) -> Vec<Option<u64>> {
     let origin = scenario.origin_site();
@@ -116,7 +116,7 @@ fn propagation_latencies_us(scenario: &Scenario) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// The maximum flow from site `from`'s LAN to site `to`'s LAN, in bytes per second
+/// Computes the maximum flow from site `from`'s LAN to site `to`'s LAN, in bytes per second
 /// (Edmonds–Karp). The graph has a vertex per core vertex and per site LAN, an edge LAN
 /// to vertex of the site's uplink capacity, vertex to LAN of its downlink, and both
 /// directions of every core link.
@@ -131,10 +131,10 @@ pub fn max_flow(scenario: &Scenario, from: usize, to: usize) -> f64 {
     }
     if scenario.core_links.is_empty() {
         // An uncongested core: every vertex reaches every other without limit.
-        for a in 0..vertices {
-            for b in 0..vertices {
+        for (a, row) in capacity.iter_mut().enumerate().take(vertices) {
+            for (b, cell) in row.iter_mut().enumerate().take(vertices) {
                 if a != b {
-                    capacity[a][b] = f64::INFINITY;
+                    *cell = f64::INFINITY;
                 }
             }
         }

@@ -24,85 +24,21 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use patchmesh_core::manifest::{
-    ChunkVerification, ContentHash, FileEntry, FileName, MANIFEST_FORMAT, ManifestBody, ManifestHeader,
-};
 use patchmesh_core::wire::{DeclineReason, FetchRequest, FetchResponse, Message};
 use patchmesh_core::{
-    Action, Announcement, BodyOutcome, ChunkOutcome, Event, InboundId, Manifest, Node, NodeConfig, PatchId,
-    PatchKey, PeerId, RequestId, Role, SecretKey, SourcePolicy, Timestamp, TrustPolicy, Validation,
+    Action, Announcement, BodyOutcome, ChunkOutcome, Event, InboundId, Manifest, Node, NodeConfig,
+    PatchKey, PeerId, RequestId, Role, SourcePolicy, Timestamp, TrustPolicy, Validation,
 };
 use patchmesh_core::Bitfield;
 use tracing::{debug, warn};
 
 use crate::flow::FlowId;
+use crate::manifest::{START, publisher, synthetic_manifest};
+use crate::overlay::{SplitMix64, build_overlay};
 use crate::network::{Network, mathis_cap};
 use crate::scenario::{EventKind, LinkRef, NodeRef, Scenario, Strategy};
 
-/// Virtual time zero as the cores see it: 2027-01-15, a fixed instant so runs repeat.
-pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
-/// How long manifests stay valid after the start.
-const MANIFEST_LIFETIME_S: u64 = 60 * 86_400;
-
-/// A seeded SplitMix64 for the simulator's own choices (the overlay, node seeds).
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, bound: usize) -> usize {
-        (self.next_u64() % bound.max(1) as u64) as usize
-    }
-}
-
-/// The publisher key of every simulated patch; the value is fixed so runs repeat.
-fn publisher() -> SecretKey {
-    SecretKey::from_seed([7; 32])
-}
-
-/// Builds a signed manifest with the real structure of a patch of `bytes` in chunks of
-/// `chunk_size`, over synthetic content: one file, and chunk hashes of a label instead
-/// of real bytes. The simulator moves no bytes, so nothing ever checks them.
-pub fn synthetic_manifest(id: &str, bytes: u64, chunk_size: u32) -> Result<Arc<Manifest>, String> {
-    let patch = PatchKey { id: PatchId::new(id).map_err(|error| error.to_string())?, version: 1 };
-    let chunk_count = bytes.div_ceil(u64::from(chunk_size));
-    let chunk_hashes: Vec<ContentHash> =
-        (0..chunk_count).map(|index| ContentHash::of(format!("{id}/chunk/{index}").as_bytes())).collect();
-    let name = FileName::new(format!("{id}.bin")).map_err(|error| error.to_string())?;
-    let files = vec![FileEntry { name, size: bytes, hash: ContentHash::of(format!("{id}/file").as_bytes()) }];
-    let body = ManifestBody { files, chunk_hashes };
-    let body_bytes = body.canonical_bytes();
-    let created = START.as_secs() - 60;
-    let header = ManifestHeader {
-        format: MANIFEST_FORMAT,
-        patch,
-        created,
-        expires: created + MANIFEST_LIFETIME_S,
-        total_bytes: bytes,
-        chunk_size,
-        chunk_count: u32::try_from(chunk_count).map_err(|_| "too many chunks".to_string())?,
-        file_count: 1,
-        verification: ChunkVerification::Blake3HashList,
-        body_bytes: u32::try_from(body_bytes.len()).map_err(|_| "body too large".to_string())?,
-        body_hash: ContentHash::of(&body_bytes),
-    };
-    let mut manifest = Manifest::from_parts(Announcement::unsigned(header), body_bytes).map_err(|error| error.to_string())?;
-    manifest.sign(&publisher());
-    Ok(Arc::new(manifest))
-}
-
-/// What one node holds on disk; it survives a crash.
+/// One node's disk contents, which survive a crash.
 #[derive(Debug, Default)]
 struct Store {
     manifests: BTreeMap<PatchKey, Arc<Manifest>>,
@@ -153,15 +89,16 @@ enum Ev {
     Gossip { from: usize, to: usize, epoch: u64, announcement: Announcement },
     Request { from: usize, to: usize, epoch: u64, request: RequestId, fetch: FetchRequest },
     Response { from: usize, to: usize, epoch: u64, request: RequestId, outcome: Outcome },
-    FlowDone { flow: FlowId, version: u64 },
     Timer { node: usize },
     Scenario(usize),
 }
 
+/// A queue entry; the event itself waits in a slab so the heap moves 24 bytes, not a
+/// whole message.
 struct Queued {
     at: u64,
     sequence: u64,
-    event: Ev,
+    slot: usize,
 }
 
 impl PartialEq for Queued {
@@ -236,6 +173,8 @@ pub struct World<'a> {
     strategy: Strategy,
     now: u64,
     queue: BinaryHeap<Reverse<Queued>>,
+    slots: Vec<Option<Ev>>,
+    free_slots: Vec<usize>,
     sequence: u64,
     network: Network,
     nodes: Vec<SimNode>,
@@ -260,6 +199,7 @@ pub struct World<'a> {
     incomplete: usize,
     complete: usize,
     next_scenario_event: usize,
+    last_recompute: Option<u64>,
     origin_egress: u64,
     wan_ingress: Vec<u64>,
     wan_egress: Vec<u64>,
@@ -338,6 +278,8 @@ impl<'a> World<'a> {
             strategy,
             now: 0,
             queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             sequence: 0,
             network,
             nodes,
@@ -359,6 +301,7 @@ impl<'a> World<'a> {
             incomplete: 0,
             complete: 0,
             next_scenario_event: 0,
+            last_recompute: None,
             origin_egress: 0,
             wan_ingress: vec![0; site_count],
             wan_egress: vec![0; site_count],
@@ -403,28 +346,49 @@ impl<'a> World<'a> {
         let total = self.nodes.len().saturating_sub(1);
         let mut last_complete = usize::MAX;
         while !self.finished() {
-            if self.network.flows.is_dirty() {
-                let now = self.now;
-                for completion in self.network.flows.recompute(now) {
-                    if completion.at_us != u64::MAX {
-                        self.schedule(completion.at_us, Ev::FlowDone { flow: completion.flow, version: completion.version });
-                    }
-                }
+            // Rates change only as time advances, so changes at one instant are batched
+            // into one recompute.
+            let next_event = self.queue.peek().map(|Reverse(queued)| queued.at);
+            // With a rate interval, a recompute waits until the interval has passed. Until
+            // then new flows wait at rate 0 and freed capacity stays idle, which keeps
+            // every rate feasible.
+            let recompute_at = self.last_recompute.map_or(0, |last| last + self.scenario.rate_interval_us);
+            let dirty = self.network.flows.is_dirty();
+            if dirty && next_event.is_none_or(|at| at > self.now) && self.now >= recompute_at {
+                self.network.flows.recompute(self.now);
+                self.last_recompute = Some(self.now);
             }
-            let Some(Reverse(queued)) = self.queue.pop() else {
+            let pending_recompute = (self.network.flows.is_dirty()).then_some(recompute_at.max(self.now));
+            let next_flow = self.network.flows.next_completion();
+            let candidates = [next_event, next_flow.map(|(at, _)| at), pending_recompute];
+            let Some(at) = candidates.into_iter().flatten().min() else {
                 warn!(strategy = self.strategy.name(), "no events left before the rollout finished");
                 break;
             };
-            if queued.at > self.scenario.time_limit_us {
+            if at > self.scenario.time_limit_us {
                 warn!(strategy = self.strategy.name(), "time limit reached before the rollout finished");
                 self.now = self.scenario.time_limit_us;
                 break;
             }
-            debug_assert!(queued.at >= self.now, "event in the past");
-            self.now = queued.at;
+            debug_assert!(at >= self.now, "event in the past");
+            self.now = at;
             self.events += 1;
-            self.dispatch(queued.event);
-            if self.complete != last_complete && (self.events % 64 == 0 || self.incomplete == 0) {
+            match next_flow {
+                Some((finish, flow)) if finish == at && next_event.is_none_or(|event| event > at) => self.finish_flow(flow),
+                _ if next_event != Some(at) => {}
+                _ => {
+                    let Some(Reverse(queued)) = self.queue.pop() else {
+                        continue;
+                    };
+                    let event = self.slots[queued.slot].take();
+                    self.free_slots.push(queued.slot);
+                    if let Some(event) = event {
+                        self.dispatch(event);
+                    }
+                }
+            }
+            let changed = self.complete != last_complete && (self.events.is_multiple_of(64) || self.incomplete == 0);
+            if changed || self.events.is_multiple_of(1 << 16) {
                 last_complete = self.complete;
                 progress(Progress { complete: self.complete, total, virtual_s: self.now as f64 / 1e6 });
             }
@@ -433,8 +397,15 @@ impl<'a> World<'a> {
         self.outcome()
     }
 
+    /// Whether every running node holds every published patch and no scenario event is
+    /// left. Later patches are checked by a scan, only once the first patch is done.
     fn finished(&self) -> bool {
-        self.incomplete == 0 && self.next_scenario_event >= self.scenario.events.len()
+        if self.incomplete > 0 || self.next_scenario_event < self.scenario.events.len() {
+            return false;
+        }
+        self.published_at.keys().all(|patch| {
+            self.nodes.iter().all(|node| node.core.is_none() || node.store.assembled.contains(patch))
+        })
     }
 
     fn outcome(&self) -> RunOutcome {
@@ -487,7 +458,17 @@ impl<'a> World<'a> {
 
     fn schedule(&mut self, at: u64, event: Ev) {
         self.sequence += 1;
-        self.queue.push(Reverse(Queued { at, sequence: self.sequence, event }));
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                self.slots.len() - 1
+            }
+        };
+        self.queue.push(Reverse(Queued { at, sequence: self.sequence, slot }));
     }
 
     fn timestamp(&self) -> Timestamp {
@@ -586,13 +567,13 @@ impl<'a> World<'a> {
             self.flows.remove(&flow);
         }
         for (x, y) in [(a, b), (b, a)] {
-            let gone: Vec<(usize, RequestId)> = self
+            let orphaned: Vec<(usize, RequestId)> = self
                 .outstanding
                 .range((x, RequestId(0))..=(x, RequestId(u64::MAX)))
                 .filter(|(_, pending)| pending.server == y)
                 .map(|(&k, _)| k)
                 .collect();
-            for k in gone {
+            for k in orphaned {
                 self.outstanding.remove(&k);
             }
         }
@@ -626,10 +607,7 @@ impl<'a> World<'a> {
 
     /// Performs every pending action of node `index` and queues its next timer.
     fn drain(&mut self, index: usize) {
-        loop {
-            let Some(action) = self.nodes[index].core.as_mut().and_then(Node::poll_action) else {
-                break;
-            };
+        while let Some(action) = self.nodes[index].core.as_mut().and_then(Node::poll_action) {
             self.perform(index, action);
         }
         let Some(core) = self.nodes[index].core.as_mut() else {
@@ -644,15 +622,14 @@ impl<'a> World<'a> {
         for (peer, reason) in misbehaved {
             warn!(node = %self.nodes[index].name, %peer, %reason, "peer misbehaved in simulation");
         }
-        if let Some(core) = self.nodes[index].core.as_ref() {
-            if let Some(deadline) = core.poll_timeout() {
+        if let Some(core) = self.nodes[index].core.as_ref()
+            && let Some(deadline) = core.poll_timeout() {
                 let at = deadline.as_micros().saturating_sub(START.as_micros()).max(self.now);
                 if self.nodes[index].timer.is_none_or(|pending| at < pending) {
                     self.nodes[index].timer = Some(at);
                     self.schedule(at, Ev::Timer { node: index });
                 }
             }
-        }
     }
 
     fn perform(&mut self, index: usize, action: Action) {
@@ -706,9 +683,9 @@ impl<'a> World<'a> {
                 let Some((requester, request, fetch, epoch)) = self.inbound.remove(&(index, inbound.0)) else {
                     return;
                 };
-                let held = self.nodes[index].store.chunks.get(&chunk.patch).is_some_and(|bits| bits.contains(chunk.index));
+                let in_store = self.nodes[index].store.chunks.get(&chunk.patch).is_some_and(|bits| bits.contains(chunk.index));
                 let length = self.manifests.get(&chunk.patch).map_or(0, |m| u64::from(m.chunk_len(chunk.index)));
-                if held && length > 0 {
+                if in_store && length > 0 {
                     let payload = Payload::Chunk { patch: chunk.patch, index: chunk.index };
                     self.start_flow(index, requester, request, epoch, payload, length);
                 } else {
@@ -835,35 +812,15 @@ impl<'a> World<'a> {
                 }
                 self.drain(to);
             }
-            Ev::FlowDone { flow, version } => {
-                if self.network.flows.version(flow) != Some(version) {
-                    return;
-                }
-                self.network.flows.remove_flow(self.now, flow);
-                let Some(job) = self.flows.remove(&flow) else {
-                    return;
-                };
-                self.account(&job);
-                if let Some(pending) = self.outstanding.get_mut(&(job.requester, job.request)) {
-                    pending.flow = None;
-                }
-                let outcome = match job.payload {
-                    Payload::Body(bytes) => Outcome::Body(BodyOutcome::Received(bytes)),
-                    Payload::Chunk { patch, index } => Outcome::Chunk { patch, index, outcome: ChunkOutcome::Stored },
-                };
-                let event = Ev::Response { from: job.server, to: job.requester, epoch: job.epoch, request: job.request, outcome };
-                self.schedule(self.now + job.latency_us, event);
-            }
             Ev::Response { from, to, epoch, request, outcome } => {
                 if self.epoch(from, to) != Some(epoch) {
                     return;
                 }
                 self.outstanding.remove(&(to, request));
-                if let Outcome::Chunk { patch, index, outcome: ChunkOutcome::Stored } = &outcome {
-                    if let Some(bits) = self.nodes[to].store.chunks.get_mut(patch) {
+                if let Outcome::Chunk { patch, index, outcome: ChunkOutcome::Stored } = &outcome
+                    && let Some(bits) = self.nodes[to].store.chunks.get_mut(patch) {
                         bits.insert(*index);
                     }
-                }
                 if let Some(core) = self.nodes[to].core.as_mut() {
                     match outcome {
                         Outcome::Chunk { outcome, .. } => core.handle_chunk_outcome(now, request, outcome),
@@ -879,11 +836,10 @@ impl<'a> World<'a> {
                 self.nodes[node].timer = None;
                 self.expire_requests(node);
                 let due = self.nodes[node].core.as_ref().and_then(Node::poll_timeout).is_some_and(|at| at <= now);
-                if due {
-                    if let Some(core) = self.nodes[node].core.as_mut() {
+                if due
+                    && let Some(core) = self.nodes[node].core.as_mut() {
                         core.handle_timeout(now);
                     }
-                }
                 self.drain(node);
             }
             Ev::Scenario(index) => {
@@ -892,6 +848,24 @@ impl<'a> World<'a> {
                 self.apply(event);
             }
         }
+    }
+
+    /// Ends a flow whose last byte left: its response arrives one latency later.
+    fn finish_flow(&mut self, flow: FlowId) {
+        self.network.flows.remove_flow(self.now, flow);
+        let Some(job) = self.flows.remove(&flow) else {
+            return;
+        };
+        self.account(&job);
+        if let Some(pending) = self.outstanding.get_mut(&(job.requester, job.request)) {
+            pending.flow = None;
+        }
+        let outcome = match job.payload {
+            Payload::Body(bytes) => Outcome::Body(BodyOutcome::Received(bytes)),
+            Payload::Chunk { patch, index } => Outcome::Chunk { patch, index, outcome: ChunkOutcome::Stored },
+        };
+        let event = Ev::Response { from: job.server, to: job.requester, epoch: job.epoch, request: job.request, outcome };
+        self.schedule(self.now + job.latency_us, event);
     }
 
     /// Cancels the flows of requests the core is about to time out.
@@ -903,12 +877,11 @@ impl<'a> World<'a> {
             .map(|(&k, _)| k)
             .collect();
         for k in expired {
-            if let Some(pending) = self.outstanding.remove(&k) {
-                if let Some(flow) = pending.flow {
+            if let Some(pending) = self.outstanding.remove(&k)
+                && let Some(flow) = pending.flow {
                     self.network.flows.remove_flow(self.now, flow);
                     self.flows.remove(&flow);
                 }
-            }
         }
     }
 
@@ -1023,55 +996,4 @@ fn failed_outcome(fetch: &FetchRequest, reason: &str) -> Outcome {
             Outcome::Chunk { patch: patch.clone(), index: *index, outcome: ChunkOutcome::Failed { reason: reason.into() } }
         }
     }
-}
-
-/// Chooses each node's neighbours: the origin, its site's cache node, up to `lan_peers`
-/// random nodes at its own site and up to `wan_peers` random nodes at other sites.
-/// Connections are symmetric, so a node also keeps the peers that chose it.
-fn build_overlay(scenario: &Scenario, node_site: &[usize], first_of_site: &[usize], origin: usize, rng: &mut SplitMix64) -> Vec<Vec<usize>> {
-    let count = node_site.len();
-    let origin_site = scenario.origin_site();
-    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
-    for node in 0..count {
-        let site = node_site[node];
-        let first = first_of_site[site];
-        let size = scenario.sites[site].nodes as usize;
-        if node != origin {
-            edges.insert(key(node, origin));
-        }
-        let cache = if site == origin_site { first + 1 } else { first };
-        if cache < first + size && cache != node {
-            edges.insert(key(node, cache));
-        }
-        let lan = (scenario.overlay.lan_peers as usize).min(size.saturating_sub(1));
-        let mut picked = 0;
-        let mut attempts = 0;
-        while picked < lan && attempts < 4 * lan + 8 {
-            attempts += 1;
-            let peer = first + rng.below(size);
-            if peer != node && edges.insert(key(node, peer)) {
-                picked += 1;
-            }
-        }
-        let others = count - size;
-        let wan = (scenario.overlay.wan_peers as usize).min(others);
-        let mut picked = 0;
-        let mut attempts = 0;
-        while picked < wan && attempts < 4 * wan + 8 {
-            attempts += 1;
-            let mut peer = rng.below(others);
-            if peer >= first {
-                peer += size;
-            }
-            if edges.insert(key(node, peer)) {
-                picked += 1;
-            }
-        }
-    }
-    let mut overlay = vec![Vec::new(); count];
-    for (a, b) in edges {
-        overlay[a].push(b);
-        overlay[b].push(a);
-    }
-    overlay
 }

@@ -7,14 +7,14 @@
 //! its own cap), freeze the flows on that link, and go on with the rest.
 //!
 //! Rates change only when a flow starts or ends, so the model creates no per-byte or
-//! per-packet events. After a change only the flows that share a link with the changed
-//! ones, directly or through other flows (the connected component of the flow-link
-//! graph), are recomputed; flows in other components keep their rates, which max-min
-//! fairness guarantees are unaffected. The caller batches changes and calls
+//! per-packet events. After a change only the connected component of the flow-link graph
+//! that contains the changed links is recomputed. Flows in other components share no
+//! link with it, so their max-min rates cannot change. The caller batches changes and calls
 //! [`FlowNet::recompute`] once before virtual time advances.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Index of a directed link.
 pub type LinkId = usize;
@@ -32,29 +32,26 @@ struct Flow {
     /// Bytes left at `updated_us`.
     remaining: f64,
     updated_us: u64,
-    /// Changes whenever the predicted completion changes, so stale predictions in the
-    /// caller's event queue can be told apart.
-    version: u64,
-}
-
-/// A new completion prediction for a flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Completion {
-    /// The flow.
-    pub flow: FlowId,
-    /// The virtual time, in microseconds, at which its last byte leaves the path.
-    pub at_us: u64,
-    /// The flow's version when the prediction was made.
-    pub version: u64,
+    /// The predicted instant its last byte leaves the path, in microseconds.
+    finish_us: u64,
+    /// Identifies the current prediction in [`FlowNet::finishing`]; unique over all
+    /// flows, because flow ids are reused.
+    stamp: u64,
 }
 
 /// Links, the flows on them and their max-min fair rates.
 #[derive(Debug, Default)]
 pub struct FlowNet {
     capacity: Vec<f64>,
-    link_flows: Vec<BTreeSet<FlowId>>,
+    /// The flows on each link, in no particular but deterministic order.
+    link_flows: Vec<Vec<FlowId>>,
     flows: Vec<Option<Flow>>,
     free: Vec<FlowId>,
+    /// Predicted completions as (instant, flow, stamp), earliest first. A prediction
+    /// whose stamp no longer matches its flow is stale and skipped when it reaches the
+    /// top: pushing a new one is cheaper than finding and removing the old.
+    finishing: BinaryHeap<Reverse<(u64, FlowId, u64)>>,
+    last_stamp: u64,
     dirty: Vec<LinkId>,
     /// Scratch space for [`FlowNet::recompute`], indexed by link and by flow.
     link_mark: Vec<u64>,
@@ -63,6 +60,10 @@ pub struct FlowNet {
     unfrozen: Vec<u32>,
     generation: u64,
 }
+
+/// Components with at most this many links find bottlenecks by a linear scan, which
+/// beats a heap's pushes and stale pops at this size.
+const SCAN_LIMIT: usize = 256;
 
 /// A link's fair share in the progressive-filling heap, smallest first.
 #[derive(PartialEq)]
@@ -78,7 +79,10 @@ impl PartialOrd for Share {
 
 impl Ord for Share {
     fn cmp(&self, other: &Self) -> Ordering {
-        other.0.total_cmp(&self.0).then_with(|| other.1.cmp(&self.1))
+        other
+            .0
+            .total_cmp(&self.0)
+            .then_with(|| other.1.cmp(&self.1))
     }
 }
 
@@ -92,7 +96,7 @@ impl FlowNet {
     pub fn add_link(&mut self, capacity: f64) -> LinkId {
         debug_assert!(capacity > 0.0, "link capacity must be positive");
         self.capacity.push(capacity);
-        self.link_flows.push(BTreeSet::new());
+        self.link_flows.push(Vec::new());
         self.link_mark.push(0);
         self.residual.push(0.0);
         self.unfrozen.push(0);
@@ -117,7 +121,15 @@ impl FlowNet {
     /// Starts a flow of `bytes` over `path` at `now_us`, limited to `cap` bytes per second
     /// on its own (infinity for none). Its rate is 0 until the next recompute.
     pub fn add_flow(&mut self, now_us: u64, path: Vec<LinkId>, bytes: f64, cap: f64) -> FlowId {
-        let flow = Flow { path, cap, rate: 0.0, remaining: bytes, updated_us: now_us, version: 0 };
+        let flow = Flow {
+            path,
+            cap,
+            rate: 0.0,
+            remaining: bytes,
+            updated_us: now_us,
+            finish_us: u64::MAX,
+            stamp: 0,
+        };
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -127,7 +139,7 @@ impl FlowNet {
             }
         };
         for &link in &flow.path {
-            self.link_flows[link].insert(id);
+            self.link_flows[link].push(id);
             self.dirty.push(link);
         }
         self.flows[id] = Some(flow);
@@ -140,7 +152,10 @@ impl FlowNet {
             return 0.0;
         };
         for &link in &flow.path {
-            self.link_flows[link].remove(&id);
+            let flows = &mut self.link_flows[link];
+            if let Some(position) = flows.iter().position(|&other| other == id) {
+                flows.swap_remove(position);
+            }
             self.dirty.push(link);
         }
         self.free.push(id);
@@ -155,12 +170,35 @@ impl FlowNet {
 
     /// The current rate of a flow in bytes per second, 0 if it is not running.
     pub fn rate(&self, id: FlowId) -> f64 {
-        self.flows.get(id).and_then(Option::as_ref).map_or(0.0, |flow| flow.rate)
+        self.flows
+            .get(id)
+            .and_then(Option::as_ref)
+            .map_or(0.0, |flow| flow.rate)
     }
 
-    /// The version of a running flow.
-    pub fn version(&self, id: FlowId) -> Option<u64> {
-        self.flows.get(id).and_then(Option::as_ref).map(|flow| flow.version)
+    /// The running flow predicted to finish first, with the instant in microseconds.
+    /// Valid after [`FlowNet::recompute`].
+    pub fn next_completion(&mut self) -> Option<(u64, FlowId)> {
+        while let Some(&Reverse((at, id, stamp))) = self.finishing.peek() {
+            if self
+                .flows
+                .get(id)
+                .and_then(Option::as_ref)
+                .is_some_and(|flow| flow.stamp == stamp)
+            {
+                return Some((at, id));
+            }
+            self.finishing.pop();
+        }
+        None
+    }
+
+    /// The predicted finish of a running flow in microseconds.
+    pub fn finish_us(&self, id: FlowId) -> Option<u64> {
+        self.flows
+            .get(id)
+            .and_then(Option::as_ref)
+            .map(|flow| flow.finish_us)
     }
 
     /// The number of running flows.
@@ -173,13 +211,15 @@ impl FlowNet {
         !self.dirty.is_empty()
     }
 
-    /// Recomputes the rates of every flow connected to a changed link and returns a new
-    /// completion prediction for each flow whose rate changed or that is new.
-    pub fn recompute(&mut self, now_us: u64) -> Vec<Completion> {
+    /// Recomputes the rates of every flow connected to a changed link and updates the
+    /// completion predictions of those whose rate changed. Returns how many changed.
+    pub fn recompute(&mut self, now_us: u64) -> usize {
         if self.dirty.is_empty() {
-            return Vec::new();
+            return 0;
         }
-        self.generation += 1;
+        // Three marks per recompute: `generation` for visited, `generation + 1` for
+        // frozen flows and `generation + 2` for links touched by one freezing step.
+        self.generation += 3;
         let generation = self.generation;
 
         // 1. The connected component of the changed links, by breadth-first search.
@@ -199,11 +239,15 @@ impl FlowNet {
                 self.flow_mark[id] = generation;
                 flows.push(id);
                 if let Some(flow) = &self.flows[id] {
-                    stack.extend(flow.path.iter().copied().filter(|&l| self.link_mark[l] != generation));
+                    stack.extend(
+                        flow.path
+                            .iter()
+                            .copied()
+                            .filter(|&l| self.link_mark[l] != generation),
+                    );
                 }
             }
         }
-        flows.sort_unstable();
 
         // 2. Bring each flow's remaining bytes up to `now` at its old rate.
         for &id in &flows {
@@ -214,18 +258,33 @@ impl FlowNet {
             }
         }
 
-        // 3. Progressive filling over the component.
-        let mut heap = BinaryHeap::with_capacity(links.len());
+        // 3. Progressive filling over the component. A small component finds each
+        // bottleneck by scanning its links; a large one keeps them in a heap.
+        let scan = links.len() <= SCAN_LIMIT;
+        let mut heap = BinaryHeap::new();
+        let mut active = Vec::new();
         for &link in &links {
             self.residual[link] = self.capacity[link];
             self.unfrozen[link] = self.link_flows[link].len() as u32;
             if self.unfrozen[link] > 0 {
-                heap.push(Share(self.residual[link] / f64::from(self.unfrozen[link]), link));
+                if scan {
+                    active.push(link);
+                } else {
+                    heap.push(Share(
+                        self.residual[link] / f64::from(self.unfrozen[link]),
+                        link,
+                    ));
+                }
             }
         }
         let mut capped: Vec<(f64, FlowId)> = flows
             .iter()
-            .filter_map(|&id| self.flows[id].as_ref().filter(|f| f.cap.is_finite()).map(|f| (f.cap, id)))
+            .filter_map(|&id| {
+                self.flows[id]
+                    .as_ref()
+                    .filter(|f| f.cap.is_finite())
+                    .map(|f| (f.cap, id))
+            })
             .collect();
         capped.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut next_capped = 0;
@@ -233,19 +292,36 @@ impl FlowNet {
         // A flow is frozen once its mark moves past this generation.
         let frozen = generation + 1;
         loop {
-            // Drop heap entries whose share is stale or whose link has no unfrozen flow.
-            let bottleneck = loop {
-                match heap.peek() {
-                    Some(Share(share, link)) => {
-                        let count = self.unfrozen[*link];
-                        let current = if count == 0 { f64::NAN } else { self.residual[*link].max(0.0) / f64::from(count) };
-                        if count == 0 || current.to_bits() != share.to_bits() {
-                            heap.pop();
-                            continue;
-                        }
-                        break Some((*share, *link));
+            // The link with the smallest fair share, ties to the lower id. Stale heap
+            // entries (share changed, or no unfrozen flow left) are dropped on the way.
+            let bottleneck = if scan {
+                active.retain(|&link| self.unfrozen[link] > 0);
+                let mut best: Option<(f64, LinkId)> = None;
+                for &link in &active {
+                    let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
+                    if best.is_none_or(|(least, _)| share < least) {
+                        best = Some((share, link));
                     }
-                    None => break None,
+                }
+                best
+            } else {
+                loop {
+                    match heap.peek() {
+                        Some(Share(share, link)) => {
+                            let count = self.unfrozen[*link];
+                            let current = if count == 0 {
+                                f64::NAN
+                            } else {
+                                self.residual[*link].max(0.0) / f64::from(count)
+                            };
+                            if count == 0 || current.to_bits() != share.to_bits() {
+                                heap.pop();
+                                continue;
+                            }
+                            break Some((*share, *link));
+                        }
+                        None => break None,
+                    }
                 }
             };
             while next_capped < capped.len() && self.flow_mark[capped[next_capped].1] == frozen {
@@ -262,6 +338,16 @@ impl FlowNet {
                     .map(|&id| (id, share))
                     .collect(),
             };
+            if to_freeze.is_empty() {
+                // Unreachable while the counts match the flow sets; guards the loop.
+                debug_assert!(false, "bottleneck link without unfrozen flows");
+                if let Some((_, link)) = bottleneck {
+                    self.unfrozen[link] = 0;
+                }
+                continue;
+            }
+            let touched_mark = frozen + 1;
+            let mut touched = Vec::new();
             for (id, rate) in to_freeze {
                 self.flow_mark[id] = frozen;
                 new_rate.push((id, rate));
@@ -271,29 +357,53 @@ impl FlowNet {
                 for &link in &flow.path {
                     self.residual[link] -= rate;
                     self.unfrozen[link] -= 1;
-                    if self.unfrozen[link] > 0 {
-                        let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
-                        heap.push(Share(share, link));
+                    if self.link_mark[link] != touched_mark {
+                        self.link_mark[link] = touched_mark;
+                        touched.push(link);
                     }
+                }
+            }
+            for link in touched {
+                self.link_mark[link] = generation;
+                if !scan && self.unfrozen[link] > 0 {
+                    let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
+                    heap.push(Share(share, link));
                 }
             }
         }
 
         // 4. New predictions for flows whose rate changed.
         new_rate.sort_unstable_by_key(|&(id, _)| id);
-        let mut completions = Vec::new();
+        let mut changed = 0;
         for (id, rate) in new_rate {
             let Some(flow) = self.flows[id].as_mut() else {
                 continue;
             };
-            if flow.rate.to_bits() == rate.to_bits() && flow.version > 0 {
+            if flow.rate.to_bits() == rate.to_bits() && flow.finish_us != u64::MAX {
                 continue;
             }
+            changed += 1;
             flow.rate = rate;
-            flow.version += 1;
-            completions.push(Completion { flow: id, at_us: finish_time(now_us, flow.remaining, rate), version: flow.version });
+            flow.finish_us = finish_time(now_us, flow.remaining, rate);
+            self.last_stamp += 1;
+            flow.stamp = self.last_stamp;
+            self.finishing
+                .push(Reverse((flow.finish_us, id, flow.stamp)));
         }
-        completions
+        #[cfg(debug_assertions)]
+        for &link in &links {
+            let load: f64 = self.link_flows[link]
+                .iter()
+                .filter_map(|&id| self.flows[id].as_ref())
+                .map(|flow| flow.rate)
+                .sum();
+            debug_assert!(
+                load <= self.capacity[link] * (1.0 + 1e-9),
+                "link {link} overloaded: {load} > {}",
+                self.capacity[link]
+            );
+        }
+        changed
     }
 }
 
@@ -307,7 +417,11 @@ fn finish_time(now_us: u64, remaining: f64, rate: f64) -> u64 {
         return u64::MAX;
     }
     let micros = (remaining / rate * 1e6).ceil();
-    if micros >= (u64::MAX - now_us) as f64 { u64::MAX } else { now_us + micros as u64 }
+    if micros >= (u64::MAX - now_us) as f64 {
+        u64::MAX
+    } else {
+        now_us + micros as u64
+    }
 }
 
 #[cfg(test)]
@@ -324,16 +438,16 @@ mod tests {
         let link = net.add_link(10e6);
         let a = net.add_flow(0, vec![link], 5e6, f64::INFINITY);
         let b = net.add_flow(0, vec![link], 10e6, f64::INFINITY);
-        let completions = net.recompute(0);
+        net.recompute(0);
         assert!(close(net.rate(a), 5e6), "rate a = {}", net.rate(a));
         assert!(close(net.rate(b), 5e6), "rate b = {}", net.rate(b));
-        assert_eq!(completions.iter().find(|c| c.flow == a).map(|c| c.at_us), Some(1_000_000));
+        assert_eq!(net.next_completion(), Some((1_000_000, a)));
 
         // When `a` ends at 1 s, `b` has 5 MB left and gets the whole link: done at 1.5 s.
         net.remove_flow(1_000_000, a);
-        let completions = net.recompute(1_000_000);
+        assert_eq!(net.recompute(1_000_000), 1);
         assert!(close(net.rate(b), 10e6));
-        assert_eq!(completions, vec![Completion { flow: b, at_us: 1_500_000, version: 2 }]);
+        assert_eq!(net.next_completion(), Some((1_500_000, b)));
     }
 
     #[test]
@@ -349,7 +463,11 @@ mod tests {
             .collect();
         net.recompute(0);
         for flow in flows {
-            assert!(close(net.rate(flow), 3e6), "flow {flow} rate {}", net.rate(flow));
+            assert!(
+                close(net.rate(flow), 3e6),
+                "flow {flow} rate {}",
+                net.rate(flow)
+            );
         }
     }
 
@@ -364,9 +482,21 @@ mod tests {
         let only_a = net.add_flow(0, vec![a], 1e6, f64::INFINITY);
         let only_b = net.add_flow(0, vec![b], 1e6, f64::INFINITY);
         net.recompute(0);
-        assert!(close(net.rate(through), 2e6), "through = {}", net.rate(through));
-        assert!(close(net.rate(only_b), 2e6), "only_b = {}", net.rate(only_b));
-        assert!(close(net.rate(only_a), 8e6), "only_a = {}", net.rate(only_a));
+        assert!(
+            close(net.rate(through), 2e6),
+            "through = {}",
+            net.rate(through)
+        );
+        assert!(
+            close(net.rate(only_b), 2e6),
+            "only_b = {}",
+            net.rate(only_b)
+        );
+        assert!(
+            close(net.rate(only_a), 8e6),
+            "only_a = {}",
+            net.rate(only_a)
+        );
     }
 
     #[test]
@@ -388,9 +518,14 @@ mod tests {
         let a = net.add_flow(0, vec![left], 1e9, f64::INFINITY);
         let b = net.add_flow(0, vec![right], 1e9, f64::INFINITY);
         net.recompute(0);
+        let b_finish = net.finish_us(b);
         let c = net.add_flow(500_000, vec![left], 1e9, f64::INFINITY);
-        let completions = net.recompute(500_000);
-        assert!(completions.iter().all(|completion| completion.flow != b), "untouched flow re-predicted");
+        assert_eq!(
+            net.recompute(500_000),
+            2,
+            "only the flows on the changed link are re-predicted"
+        );
+        assert_eq!(net.finish_us(b), b_finish);
         assert!(close(net.rate(a), 5e6));
         assert!(close(net.rate(c), 5e6));
         assert!(close(net.rate(b), 20e6));

@@ -361,7 +361,8 @@ graph [
     #[test]
     fn zoo_files_import() {
         let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/../../simulations");
-        for name in ["Geant2012.gml"] {
+        {
+            let name = "Geant2012.gml";
             let path = format!("{directory}/{name}");
             let Ok(text) = std::fs::read_to_string(&path) else {
                 panic!("missing {path}");

@@ -5,7 +5,7 @@
 //! and events over time. [`simulate`] runs every strategy it names, each a
 //! [`SourcePolicy`](patchmesh_core::SourcePolicy) of the real core
 //! ([`patchmesh_core::Node`]), and computes the [lower bound](bound) no strategy can
-//! beat. The simulator holds no protocol logic: which manifest to accept, what to
+//! beat. The simulator contains no protocol logic: which manifest to accept, what to
 //! advertise, which chunk to request from which peer and what to serve are the core's
 //! decisions. The simulator models what lies below the core: links and their sharing
 //! ([`flow`]), routes ([`network`]), storage, time and gossip flooding ([`engine`]).
@@ -21,7 +21,9 @@ pub mod bound;
 pub mod engine;
 pub mod flow;
 pub mod gml;
+pub mod manifest;
 pub mod network;
+mod overlay;
 pub mod report;
 pub mod scenario;
 pub mod units;

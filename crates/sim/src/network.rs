@@ -35,7 +35,7 @@ struct Route {
     loss: f64,
 }
 
-/// What a directed link is, for reports.
+/// The role of a directed link, for reports.
 #[derive(Clone, Debug)]
 pub enum LinkKind {
     /// A node's interface.
@@ -53,11 +53,13 @@ pub enum LinkKind {
 pub struct Network {
     /// The flow model over these links.
     pub flows: FlowNet,
-    /// What each link is.
+    /// Each link's role.
     pub kinds: Vec<LinkKind>,
     node_site: Vec<usize>,
-    nic_up: Vec<LinkId>,
-    nic_down: Vec<LinkId>,
+    /// Each node's interface links; `None` where the interface can never be the
+    /// bottleneck (see [`Network::new`]).
+    nic_up: Vec<Option<LinkId>>,
+    nic_down: Vec<Option<LinkId>>,
     access_up: Vec<LinkId>,
     access_down: Vec<LinkId>,
     access_latency: Vec<u64>,
@@ -83,11 +85,20 @@ impl Network {
             kinds.push(kind);
             flows.add_link(capacity)
         };
+        // A node alone at its site sends and receives only over the access link, so an
+        // interface at least as fast as that link never limits a flow. Leaving such
+        // interfaces out keeps max-min components small and changes no rate.
         let mut nic_up = Vec::new();
         let mut nic_down = Vec::new();
         for &site in &node_site {
-            nic_up.push(add(&mut flows, scenario.sites[site].nic, LinkKind::Nic));
-            nic_down.push(add(&mut flows, scenario.sites[site].nic, LinkKind::Nic));
+            let spec = &scenario.sites[site];
+            if spec.nodes == 1 && spec.nic >= spec.up.max(spec.down) {
+                nic_up.push(None);
+                nic_down.push(None);
+            } else {
+                nic_up.push(Some(add(&mut flows, spec.nic, LinkKind::Nic)));
+                nic_down.push(Some(add(&mut flows, spec.nic, LinkKind::Nic)));
+            }
         }
         let mut access_up = Vec::new();
         let mut access_down = Vec::new();
@@ -183,7 +194,7 @@ impl Network {
         let (a, b) = (self.node_site[from], self.node_site[to]);
         if a == b {
             return Some(Path {
-                links: vec![self.nic_up[from], self.nic_down[to]],
+                links: self.nic_up[from].into_iter().chain(self.nic_down[to]).collect(),
                 latency_us: self.lan_latency[a],
                 loss: 0.0,
             });
@@ -191,11 +202,11 @@ impl Network {
         let latency_us = self.latency(from, to)?;
         let route = self.routes[a][b].as_ref()?;
         let mut links = Vec::with_capacity(route.links.len() + 4);
-        links.push(self.nic_up[from]);
+        links.extend(self.nic_up[from]);
         links.push(self.access_up[a]);
         links.extend_from_slice(&route.links);
         links.push(self.access_down[b]);
-        links.push(self.nic_down[to]);
+        links.extend(self.nic_down[to]);
         let delivered = (1.0 - self.access_loss[a]) * (1.0 - route.loss) * (1.0 - self.access_loss[b]);
         Some(Path { links, latency_us, loss: 1.0 - delivered })
     }

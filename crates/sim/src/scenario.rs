@@ -1,8 +1,8 @@
 //! Scenario files: the TOML a network engineer writes, and its validated form.
 //!
 //! Parsing runs in two stages. Serde reads the file into `*Spec` structs that reject
-//! unknown keys (the toml crate reports the line and column and serde lists the keys it
-//! knows); [`Scenario::from_toml`] then checks units, names and references and builds a
+//! unknown keys (the toml crate reports the line and column and serde lists the keys
+//! it accepts); [`Scenario::from_toml`] then checks units, names and references and builds a
 //! [`Scenario`] whose values are plain numbers. The format is described in
 //! `docs/simulator.md`.
 
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::gml;
 use crate::units::{UnitError, parse_duration_us, parse_rate, parse_size};
 
-/// Why a scenario cannot be simulated.
+/// An error that makes a scenario unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
@@ -31,7 +31,7 @@ pub enum ScenarioError {
     /// A value with a missing or wrong unit, or out of range.
     #[error("invalid scenario: {context}: {error}")]
     Unit {
-        /// Where the value sits, such as `site "branch-03" up`.
+        /// The value's place in the file, such as `site "branch-03" up`.
         context: String,
         /// The parse error.
         error: UnitError,
@@ -52,7 +52,7 @@ pub enum ScenarioError {
     Gml {
         /// The file.
         path: String,
-        /// What is wrong.
+        /// The problem found.
         reason: String,
     },
 }
@@ -73,6 +73,8 @@ struct ScenarioFile {
     patch: PatchSpec,
     #[serde(default)]
     overlay: OverlaySpec,
+    #[serde(default)]
+    model: ModelSpec,
     #[serde(default)]
     node: NodeSpec,
     #[serde(default)]
@@ -100,6 +102,12 @@ struct OverlaySpec {
     wan_peers: Option<u32>,
     lan_peers: Option<u32>,
     gossip_hop_delay: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelSpec {
+    rate_interval: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -224,7 +232,7 @@ pub struct PatchPlan {
     pub chunk_size: u32,
 }
 
-/// How nodes pick their peers: a bounded neighbour set per node.
+/// Peer selection: a bounded neighbour set per node.
 #[derive(Clone, Debug)]
 pub struct Overlay {
     /// Random peers at other sites each node dials. Default 8.
@@ -352,6 +360,9 @@ pub struct Scenario {
     pub patch: PatchPlan,
     /// Peer selection.
     pub overlay: Overlay,
+    /// The shortest virtual time between two max-min recomputations, in microseconds;
+    /// 0 recomputes at every instant a flow starts or ends.
+    pub rate_interval_us: u64,
     /// Core settings.
     pub node: NodeSettings,
     /// The sites; exactly one is the origin site.
@@ -445,6 +456,10 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
             Some(text) => unit(|| "overlay gossip_hop_delay".into(), parse_duration_us(text))?,
             None => 5_000,
         },
+    };
+    let rate_interval_us = match &file.model.rate_interval {
+        Some(text) => unit(|| "model rate_interval".into(), parse_duration_us(text))?,
+        None => 0,
     };
     let node = NodeSettings {
         max_requests_per_peer: file.node.max_requests_per_peer,
@@ -542,6 +557,7 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
         time_limit_us,
         patch,
         overlay,
+        rate_interval_us,
         node,
         sites,
         vertices,

@@ -9,11 +9,11 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} {text:?}: {reason}")]
 pub struct UnitError {
-    /// What was being parsed ("rate", "duration" or "size").
+    /// The kind of value: "rate", "duration" or "size".
     pub kind: &'static str,
     /// The rejected text.
     pub text: String,
-    /// What is wrong and what to write instead.
+    /// The problem and the fix.
     pub reason: String,
 }
 
@@ -171,13 +171,13 @@ mod tests {
 
     #[test]
     fn rate_without_unit_rejected() {
-        let error = parse_rate("100").unwrap_err();
+        let Err(error) = parse_rate("100") else { panic!("accepted a rate without unit") };
         assert!(error.reason.contains("missing unit"), "{error}");
     }
 
     #[test]
     fn negative_rate_rejected() {
-        let error = parse_rate("-5Mbit/s").unwrap_err();
+        let Err(error) = parse_rate("-5Mbit/s") else { panic!("accepted a negative rate") };
         assert!(error.reason.contains("negative"), "{error}");
     }
 
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn unknown_rate_unit_rejected() {
-        let error = parse_rate("10 furlongs").unwrap_err();
+        let Err(error) = parse_rate("10 furlongs") else { panic!("accepted an unknown unit") };
         assert!(error.reason.contains("unknown unit"), "{error}");
     }
 

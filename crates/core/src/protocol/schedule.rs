@@ -113,7 +113,7 @@ impl Node {
             let origin = peer.is_origin();
             let advertised = peer.have.get(patch);
             let start = self.rng.below(u64::from(transfer.chunk_count().max(1))) as u32;
-            // Only chunks the peer holds and this node lacks are worth a look; listing
+            // Only chunks the peer has and this node lacks are worth a look; listing
             // them bytewise first saves testing every index against every peer.
             let indices: Vec<u32> = if origin {
                 (0..transfer.chunk_count()).collect()
@@ -143,7 +143,9 @@ impl Node {
                 let score = (rarity, outside_share);
                 if best.is_none_or(|(_, best_score)| score < best_score) {
                     best = Some((index, score));
-                    if score == (0, false) {
+                    // Nothing can beat a chunk only this peer advertises (or, from the
+                    // origin, one nobody holds in this node's share): stop scanning.
+                    if score == (0, false) || (!origin && rarity <= 1) {
                         break;
                     }
                 }

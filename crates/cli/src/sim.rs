@@ -1,0 +1,135 @@
+//! `patchmesh sim`: the rollout simulator.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use patchmesh_sim::{Scenario, Strategy};
+
+/// Simulate rollouts over a modelled WAN before running them.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SimArgs {
+    #[command(subcommand)]
+    command: SimCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SimCommand {
+    /// Run a scenario: every strategy it names, plus the lower bound, over the same
+    /// network.
+    Run {
+        /// The scenario file (TOML); see docs/simulator.md for its format.
+        scenario: PathBuf,
+        /// Seed of every random choice; overrides the scenario's `seed` key. A whole
+        /// number.
+        #[arg(long)]
+        seed: Option<String>,
+        /// Write the JSON report to this file, or to standard output with `-`.
+        #[arg(long, value_name = "PATH|-")]
+        json: Option<String>,
+        /// Write one CSV row per strategy and site to this file.
+        #[arg(long, value_name = "PATH")]
+        csv: Option<PathBuf>,
+        /// Write an SVG chart (completion over time, bytes per link) to this file.
+        #[arg(long, value_name = "PATH.svg")]
+        plot: Option<PathBuf>,
+        /// Run only these strategies (mesh, central, office-cache), comma-separated;
+        /// default: the scenario's list.
+        #[arg(long, value_delimiter = ',')]
+        strategy: Vec<String>,
+        /// Do not print the table.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+/// Runs a `patchmesh sim` command.
+pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
+    match args.command {
+        SimCommand::Run { scenario, seed, json, csv, plot, strategy, quiet } => {
+            run_scenario(RunOptions { path: scenario, seed, json, csv, plot, strategies: strategy, quiet })
+        }
+    }
+}
+
+struct RunOptions {
+    path: PathBuf,
+    seed: Option<String>,
+    json: Option<String>,
+    csv: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    strategies: Vec<String>,
+    quiet: bool,
+}
+
+fn run_scenario(options: RunOptions) -> anyhow::Result<()> {
+    let mut scenario = Scenario::from_file(&options.path)?;
+    let seed = match &options.seed {
+        Some(text) => patchmesh_sim::parse_seed(text)?,
+        None => scenario.seed,
+    };
+    if !options.strategies.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &options.strategies {
+            let Some(strategy) = Strategy::ALL.into_iter().find(|s| s.name() == name.trim()) else {
+                bail!("unknown strategy {name:?}: use mesh, central or office-cache");
+            };
+            chosen.push(strategy);
+        }
+        scenario.strategies = chosen;
+    }
+    for warning in &scenario.warnings {
+        eprintln!("warning: {warning}");
+    }
+
+    let bar = ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} nodes  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut current = None;
+    let report = patchmesh_sim::simulate(&scenario, seed, &mut |strategy, progress| {
+        if current != Some(strategy) {
+            current = Some(strategy);
+            bar.reset();
+            bar.set_prefix(strategy.name());
+            bar.set_length(progress.total as u64);
+        }
+        bar.set_position(progress.complete as u64);
+        bar.set_message(format!("virtual {:.1} s", progress.virtual_s));
+    })
+    .map_err(|error| anyhow::anyhow!("simulation of {} failed: {error}", options.path.display()))?;
+    bar.finish_and_clear();
+
+    let json_to_stdout = options.json.as_deref() == Some("-");
+    if !options.quiet {
+        let table = report.to_table(scenario.origin_site());
+        if json_to_stdout {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+        }
+    }
+    if let Some(target) = &options.json {
+        let text = report.to_json();
+        if target == "-" {
+            std::io::stdout().write_all(text.as_bytes()).context("cannot write the JSON report to standard output")?;
+        } else {
+            std::fs::write(target, text).with_context(|| format!("cannot write the JSON report to {target}"))?;
+        }
+    }
+    if let Some(path) = &options.csv {
+        std::fs::write(path, report.to_csv()).with_context(|| format!("cannot write the CSV to {}", path.display()))?;
+    }
+    if let Some(path) = &options.plot {
+        std::fs::write(path, report.to_svg()).with_context(|| format!("cannot write the SVG to {}", path.display()))?;
+    }
+    Ok(())
+}
