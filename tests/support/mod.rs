@@ -82,6 +82,18 @@ impl TestNode {
         }
     }
 
+    /// The process's resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS line")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
@@ -257,7 +269,7 @@ impl TestRng {
         z ^ (z >> 31)
     }
 
-    /// A value in `low..=high`.
+    /// Returns a value in `low..=high`.
     pub fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.next_u64() % (high - low + 1)
     }
@@ -308,7 +320,7 @@ pub fn check_chunk_files(node: &TestNode, manifest: &patchmesh_core::Manifest) -
     found
 }
 
-/// The resident set size of process `pid` in KiB, from `/proc/<pid>/status`.
+/// Returns the resident set size of process `pid` in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
