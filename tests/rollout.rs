@@ -421,3 +421,29 @@ fn frozen_peer_bypassed() {
     let log = mesh.nodes[2].log();
     assert!(log.contains("resting the peer"), "office-2 never timed out on the frozen peer:\n{log}");
 }
+
+#[test]
+fn disk_budget_removes_superseded_version() {
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes[1].append_config("disk_budget = \"1KiB\"\n");
+    mesh.start_all();
+    let file = mesh.root.path().join("f.bin");
+    std::fs::write(&file, pattern(20_000, 1)).expect("file");
+    let v1 = mesh.publish("KB-gc", &[file.as_path()], &["--version", "1"]);
+    assert!(v1.status.success(), "{}", String::from_utf8_lossy(&v1.stderr));
+    mesh.wait_complete("KB-gc", Duration::from_secs(60));
+    let version_dir = |version: u64| mesh.nodes[1].data().join("patches").join("KB-gc").join(version.to_string());
+    assert!(version_dir(1).join("complete").exists(), "version 1 removed while it was the newest");
+
+    std::fs::write(&file, pattern(20_000, 2)).expect("file");
+    let v2 = mesh.publish("KB-gc", &[file.as_path()], &["--version", "2"]);
+    assert!(v2.status.success(), "{}", String::from_utf8_lossy(&v2.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !version_dir(2).join("complete").exists() || version_dir(1).exists() {
+        assert!(Instant::now() < deadline, "version 1 still stored or version 2 missing; log:\n{}", mesh.nodes[1].log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = mesh.nodes[1].status().expect("status");
+    let versions: Vec<u64> = status.node["patches"].as_array().expect("patches").iter().filter_map(|p| p["version"].as_u64()).collect();
+    assert_eq!(versions, vec![2], "the node still lists a removed version");
+}

@@ -10,6 +10,7 @@
 //! origin = false                        # true on the head office's publishing node
 //! idle_connection_timeout = "5m"        # keep idle connections this long
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
+//! disk_budget = "20GiB"                 # remove superseded patch versions past this
 //!
 //! [fault_injection]                     # testing only: make this node misbehave
 //! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
@@ -48,6 +49,10 @@ pub struct NodeSettings {
     pub idle_connection_timeout: Duration,
     /// The control API's Unix socket, created owner-only.
     pub control_socket: PathBuf,
+    /// The most bytes the store should hold, if limited. Past it, the node removes complete
+    /// patch versions that a newer version of the same patch supersedes, oldest first; it
+    /// never removes a version in progress or the newest version of a patch.
+    pub disk_budget: Option<u64>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
 }
@@ -80,6 +85,8 @@ struct RawSettings {
     idle_connection_timeout: Option<String>,
     #[serde(default)]
     control_socket: Option<PathBuf>,
+    #[serde(default)]
+    disk_budget: Option<String>,
     #[serde(default)]
     fault_injection: FaultInjection,
 }
@@ -188,9 +195,39 @@ impl NodeSettings {
             origin: raw.origin,
             idle_connection_timeout,
             control_socket,
+            disk_budget: match &raw.disk_budget {
+                None => None,
+                Some(text) => Some(parse_bytes(text).ok_or_else(|| {
+                    value_error("disk_budget", text, "use a size with a unit, such as \"500MiB\" or \"20GiB\"".into())
+                })?),
+            },
             fault_injection: raw.fault_injection,
         })
     }
+}
+
+/// Parses sizes such as `512KiB`, `20GiB`, `1.5TB` into bytes. Binary (KiB, MiB, GiB,
+/// TiB) and decimal (kB, MB, GB, TB) units are accepted; a plain number is rejected,
+/// because a forgotten unit is more likely than a budget of a few bytes.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim() {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// Parses durations such as `500ms`, `30s`, `5m`, `2h`.
@@ -246,6 +283,22 @@ mod tests {
     fn bootstrap_needs_peer_id() {
         let error = parse(&format!("{MINIMAL}bootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n")).expect_err("no /p2p");
         assert!(error.to_string().contains("/p2p/"), "{error}");
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("20GiB", Some(20 << 30)),
+            ("512KiB", Some(512 << 10)),
+            ("1.5MB", Some(1_500_000)),
+            ("7B", Some(7)),
+            ("20", None),
+            ("20 gigs", None),
+            ("-1GiB", None),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_bytes(text), bytes, "{text}");
+        }
     }
 
     #[test]

@@ -243,6 +243,7 @@ impl Daemon {
             self.node.handle_manifest_loaded(now, patch.manifest, patch.have, patch.assembled, false);
         }
         self.pump();
+        self.enforce_disk_budget();
     }
 
     async fn run_loop(
@@ -465,6 +466,7 @@ impl Daemon {
                     info!(%patch, files = files.len(), "patch assembled and verified");
                     self.files.insert(patch.clone(), files);
                     self.node.handle_assembled(now, &patch, Ok(()));
+                    self.enforce_disk_budget();
                 }
                 Err(reason) => {
                     error!(%patch, %reason, "assembly failed");
@@ -479,6 +481,7 @@ impl Daemon {
                     let have = Bitfield::full(manifest.chunk_count());
                     self.node.handle_manifest_loaded(now, manifest, have, true, true);
                     let _ = reply.send(ControlResponse::Published { patch: key.to_string(), files });
+                    self.enforce_disk_budget();
                 }
                 Err(message) => {
                     let _ = reply.send(ControlResponse::Error { message });
@@ -678,6 +681,47 @@ impl Daemon {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
+        }
+    }
+
+    /// Removes superseded, complete patch versions, oldest first, while the store holds
+    /// more than the disk budget. Versions in progress and the newest version of each
+    /// patch are never removed.
+    fn enforce_disk_budget(&mut self) {
+        let Some(budget) = self.settings.disk_budget else {
+            return;
+        };
+        let status = self.node.status(Timestamp::now_system());
+        let mut versions: Vec<(PatchKey, bool)> = Vec::new();
+        for patch in &status.patches {
+            let Ok(id) = patchmesh_core::PatchId::new(patch.patch_id.clone()) else {
+                continue;
+            };
+            let latest = self.node.latest_version(&id).unwrap_or(patch.version);
+            let removable = patch.state == patchmesh_core::protocol::TransferState::Complete && patch.version < latest;
+            versions.push((PatchKey { id, version: patch.version }, removable));
+        }
+        let mut usage: u64 = versions.iter().map(|(key, _)| self.store.version_usage(key)).sum();
+        if usage <= budget {
+            return;
+        }
+        let mut candidates: Vec<&PatchKey> = versions.iter().filter(|(_, removable)| *removable).map(|(key, _)| key).collect();
+        candidates.sort_by_key(|key| key.version);
+        for key in candidates {
+            if usage <= budget {
+                break;
+            }
+            match self.store.remove_version(key) {
+                Ok(freed) => {
+                    usage = usage.saturating_sub(freed);
+                    self.files.remove(key);
+                    self.node.handle_patch_removed(Timestamp::now_system(), key);
+                }
+                Err(error) => error!(patch = %key, %error, "cannot remove a superseded patch version"),
+            }
+        }
+        if usage > budget {
+            warn!(usage, budget, "the store exceeds its disk budget with only current or in-progress patches left");
         }
     }
 

@@ -536,6 +536,29 @@ impl Node {
         self.after_input(now);
     }
 
+    /// The driver removed `patch` from its store, for example to stay within a disk
+    /// budget. The node forgets it and serves none of it; it still remembers the version,
+    /// so an older announcement of the series stays ignored.
+    pub fn handle_patch_removed(&mut self, now: Timestamp, patch: &PatchKey) {
+        if self.transfers.remove(patch).is_none() {
+            return;
+        }
+        let orphaned: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, pending)| match pending {
+                Pending::Chunk { chunk, .. } => &chunk.patch == patch,
+                Pending::Body { patch: body, .. } => body == patch,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for request in orphaned {
+            self.fail_request(request);
+        }
+        debug!(%patch, "patch removed");
+        self.after_input(now);
+    }
+
     /// Time passed: expire requests whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let expired: Vec<RequestId> = self

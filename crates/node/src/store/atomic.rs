@@ -229,6 +229,19 @@ pub(super) fn remove_temp_files(dir: &Path, keep: Option<&TempNames>) -> usize {
         // `DirEntry::file_type` does not follow symbolic links.
         let Ok(file_type) = entry.file_type() else { continue };
         if file_type.is_dir() {
+            let is_leftover = entry.file_name().to_str().is_some_and(is_temp_name)
+                && !keep.is_some_and(|names| entry.file_name().to_str().is_some_and(|name| names.is_own(name)));
+            if is_leftover {
+                // A version directory renamed for removal whose deletion was cut short.
+                match fs::remove_dir_all(&path) {
+                    Ok(()) => {
+                        warn!(path = %path.display(), "removed a directory left by an interrupted removal");
+                        removed += 1;
+                    }
+                    Err(error) => warn!(path = %path.display(), %error, "failed to remove a leftover directory"),
+                }
+                continue;
+            }
             removed += remove_temp_files(&path, keep);
             continue;
         }

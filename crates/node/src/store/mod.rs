@@ -66,6 +66,7 @@
 mod assemble;
 mod atomic;
 mod error;
+mod gc;
 mod import;
 mod layout;
 mod load;

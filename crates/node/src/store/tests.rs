@@ -953,3 +953,35 @@ fn temp_names_never_file_names() {
         assert!(FileName::new(name).is_err(), "{name} is a valid file name");
     }
 }
+
+#[test]
+fn remove_version_frees_everything() {
+    let (_dir, store) = open_store();
+    let files = vec![("a", pattern(5000, 1)), ("b", pattern(10, 2))];
+    let manifest = build(&files);
+    store.save_manifest(&manifest).expect("save");
+    write_chunks(&store, &manifest, &files);
+    store.assemble(&manifest).expect("assemble");
+    let used = store.version_usage(manifest.key());
+    assert!(used >= 5010, "usage {used} below the file sizes");
+    let freed = store.remove_version(manifest.key()).expect("remove");
+    assert_eq!(freed, used);
+    assert!(!exists(&version_dir(&store, &manifest)), "version dir still there");
+    assert_eq!(store.version_usage(manifest.key()), 0);
+}
+
+#[test]
+fn interrupted_removal_cleaned_on_open() {
+    let (dir, store) = open_store();
+    let files = vec![("a", pattern(3000, 1))];
+    let manifest = build(&files);
+    store.save_manifest(&manifest).expect("save");
+    write_chunks(&store, &manifest, &files);
+    // A removal cut short after its rename: the version dir under a temp name.
+    let version = version_dir(&store, &manifest);
+    let leftover = version.with_file_name(format!(".{}.tmp:999.0-0", manifest.key().version));
+    fs::rename(&version, &leftover).expect("rename");
+    drop(store);
+    let _reopened = ChunkStore::open(&dir.path().join("data")).expect("reopen");
+    assert!(!exists(&leftover), "leftover removal dir survived open");
+}
