@@ -447,3 +447,109 @@ fn disk_budget_removes_superseded_version() {
     let versions: Vec<u64> = status.node["patches"].as_array().expect("patches").iter().filter_map(|p| p["version"].as_u64()).collect();
     assert_eq!(versions, vec![2], "the node still lists a removed version");
 }
+
+/// Two network namespaces joined by a veth pair, so a test can cut and heal the link.
+struct Namespaces {
+    west: String,
+    east: String,
+    veth: String,
+}
+
+impl Namespaces {
+    const WEST_IP: &'static str = "10.231.7.1";
+    const EAST_IP: &'static str = "10.231.7.2";
+
+    fn new() -> Namespaces {
+        let tag = std::process::id() % 100_000;
+        let spaces = Namespaces { west: format!("pmw{tag}"), east: format!("pme{tag}"), veth: format!("pmv{tag}") };
+        let peer = format!("{}p", spaces.veth);
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &spaces.west],
+            vec!["netns", "add", &spaces.east],
+            vec!["link", "add", &spaces.veth, "type", "veth", "peer", "name", &peer],
+            vec!["link", "set", &spaces.veth, "netns", &spaces.west],
+            vec!["link", "set", &peer, "netns", &spaces.east],
+            vec!["-n", &spaces.west, "addr", "add", "10.231.7.1/24", "dev", &spaces.veth],
+            vec!["-n", &spaces.east, "addr", "add", "10.231.7.2/24", "dev", &peer],
+            vec!["-n", &spaces.west, "link", "set", &spaces.veth, "up"],
+            vec!["-n", &spaces.east, "link", "set", &peer, "up"],
+            vec!["-n", &spaces.west, "link", "set", "lo", "up"],
+            vec!["-n", &spaces.east, "link", "set", "lo", "up"],
+        ];
+        for args in commands {
+            let output = std::process::Command::new("ip").args(&args).output().expect("run ip");
+            assert!(
+                output.status.success(),
+                "ip {} failed (this test needs root to create network namespaces): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        spaces
+    }
+
+    fn set_link(&self, state: &str) {
+        let status = std::process::Command::new("ip")
+            .args(["-n", &self.west, "link", "set", &self.veth, state])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip link set {state} failed");
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for netns in [&self.west, &self.east] {
+            let _ = std::process::Command::new("ip").args(["netns", "del", netns]).status();
+        }
+    }
+}
+
+#[test]
+fn partition_heals_and_finishes() {
+    let spaces = Namespaces::new();
+    let mut mesh = TestMesh::new(3);
+    for (index, node) in mesh.nodes.iter_mut().enumerate() {
+        let (netns, ip) = if index < 2 { (&spaces.west, Namespaces::WEST_IP) } else { (&spaces.east, Namespaces::EAST_IP) };
+        node.netns = Some(netns.clone());
+        let config = std::fs::read_to_string(node.dir.join("node.toml")).expect("config").replace("127.0.0.1", ip);
+        std::fs::write(node.dir.join("node.toml"), config).expect("config");
+    }
+    mesh.start_all();
+
+    let source = mesh.root.path().join("p.bin");
+    let bytes = pattern(3000 * 1024 + 9, 8);
+    std::fs::write(&source, &bytes).expect("source");
+    let output = mesh.publish("KB-split", &[source.as_path()], &["--chunk-size", "1024"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    // Cut the link once the east side has some chunks.
+    let verified = |node: &support::TestNode| node.patch("KB-split").and_then(|p| p["chunks_verified"].as_u64()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while verified(&mesh.nodes[2]) == 0 || verified(&mesh.nodes[3]) == 0 {
+        assert!(Instant::now() < deadline, "the east side never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    spaces.set_link("down");
+    let cut_at = (verified(&mesh.nodes[2]), verified(&mesh.nodes[3]));
+
+    // The west side finishes while cut off; the east side trades what it has.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mesh.nodes[1].patch("KB-split").is_none_or(|p| p["state"] != "complete") {
+        assert!(Instant::now() < deadline, "the west office did not finish during the partition");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let during = (verified(&mesh.nodes[2]), verified(&mesh.nodes[3]));
+    assert!(during.0 + during.1 > cut_at.0 + cut_at.1, "the east side made no progress while cut off: {cut_at:?} then {during:?}");
+    let east_incomplete = [&mesh.nodes[2], &mesh.nodes[3]].iter().any(|node| verified(node) < 3001);
+    spaces.set_link("up");
+
+    mesh.wait_complete("KB-split", Duration::from_secs(120));
+    for node in &mesh.nodes[1..] {
+        let status = node.status().expect("status");
+        let (_, files) = status.files.iter().next().expect("files");
+        assert!(std::fs::read(&files[0]).expect("file") == bytes, "{} holds different bytes", node.name);
+    }
+    assert!(east_incomplete, "the east side finished before the heal, so the test proved nothing about healing");
+}

@@ -17,6 +17,8 @@ pub fn patchmesh(args: &[&str]) -> Output {
 }
 
 pub struct TestNode {
+    /// A network namespace to run the node in, or `None` for the test's own.
+    pub netns: Option<String>,
     pub name: String,
     pub dir: PathBuf,
     pub child: Option<Child>,
@@ -44,7 +46,15 @@ impl TestNode {
     pub fn start(&mut self) {
         let _ = std::fs::remove_file(self.data().join("node.json"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).expect("log");
-        let child = Command::new(EXE)
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns.as_str(), EXE]);
+                command
+            }
+            None => Command::new(EXE),
+        };
+        let child = command
             .args(["node", "--config"])
             .arg(self.dir.join("node.toml"))
             .env("RUST_LOG", std::env::var("PATCHMESH_TEST_LOG").unwrap_or_else(|_| "info,libp2p=warn".into()))
@@ -169,7 +179,7 @@ impl TestMesh {
                 index == 0
             );
             std::fs::write(dir.join("node.toml"), config).expect("config");
-            nodes.push(TestNode { name, dir, child: None, address: String::new() });
+            nodes.push(TestNode { netns: None, name, dir, child: None, address: String::new() });
         }
         TestMesh { root, publisher_key, trust, nodes }
     }

@@ -164,6 +164,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         files: HashMap::new(),
         listen: Vec::new(),
         warnings: WarnLimiter::new(Duration::from_secs(60), 5),
+        dial_targets: settings.bootstrap.clone(),
     };
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
@@ -196,6 +197,9 @@ struct Daemon {
     listen: Vec<Multiaddr>,
     /// Limits warnings that remote peers can trigger to a few per peer per minute.
     warnings: WarnLimiter,
+    /// Peers redialled while disconnected: the bootstrap list and addresses from
+    /// connect requests.
+    dial_targets: Vec<Multiaddr>,
 }
 
 #[derive(Default)]
@@ -289,7 +293,7 @@ impl Daemon {
     }
 
     fn redial(&mut self) {
-        for address in self.settings.bootstrap.clone() {
+        for address in self.dial_targets.clone() {
             let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() else {
                 continue;
             };
@@ -505,10 +509,18 @@ impl Daemon {
                 let mut count = 0;
                 for text in addresses {
                     match text.parse::<Multiaddr>() {
-                        Ok(address) => match self.swarm.dial(address) {
-                            Ok(()) => count += 1,
-                            Err(error) => warn!(address = %text, %error, "dial failed"),
-                        },
+                        Ok(address) => {
+                            // Addresses with a peer id are redialled like bootstrap peers
+                            // whenever the connection drops, for example after a partition.
+                            let has_peer_id = matches!(address.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_)));
+                            if has_peer_id && !self.dial_targets.contains(&address) {
+                                self.dial_targets.push(address.clone());
+                            }
+                            match self.swarm.dial(address) {
+                                Ok(()) => count += 1,
+                                Err(error) => warn!(address = %text, %error, "dial failed"),
+                            }
+                        }
                         Err(error) => warn!(address = %text, %error, "invalid address in connect request"),
                     }
                 }
