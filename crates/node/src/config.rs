@@ -11,6 +11,7 @@
 //! idle_connection_timeout = "5m"        # keep idle connections this long
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
 //! disk_budget = "20GiB"                 # remove superseded patch versions past this
+//! max_strikes = 3                       # invalid chunks before a peer is banned
 //!
 //! [fault_injection]                     # testing only: make this node misbehave
 //! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
@@ -53,6 +54,9 @@ pub struct NodeSettings {
     /// patch versions that a newer version of the same patch supersedes, oldest first; it
     /// never removes a version in progress or the newest version of a patch.
     pub disk_budget: Option<u64>,
+    /// Invalid chunks a peer may send before this node bans it; `None` keeps the core's
+    /// default of 3.
+    pub max_strikes: Option<u32>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
 }
@@ -87,6 +91,8 @@ struct RawSettings {
     control_socket: Option<PathBuf>,
     #[serde(default)]
     disk_budget: Option<String>,
+    #[serde(default)]
+    max_strikes: Option<u32>,
     #[serde(default)]
     fault_injection: FaultInjection,
 }
@@ -200,6 +206,10 @@ impl NodeSettings {
                 Some(text) => Some(parse_bytes(text).ok_or_else(|| {
                     value_error("disk_budget", text, "use a size with a unit, such as \"500MiB\" or \"20GiB\"".into())
                 })?),
+            },
+            max_strikes: match raw.max_strikes {
+                Some(0) => return Err(value_error("max_strikes", "0", "use at least 1".into())),
+                other => other,
             },
             fault_injection: raw.fault_injection,
         })

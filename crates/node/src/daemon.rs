@@ -112,6 +112,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let role = if settings.origin { Role::Origin } else { Role::Office };
     let mut config = NodeConfig::new(settings.site.clone(), role);
     config.seed = u64::from_le_bytes(blake3::hash(&local_peer.to_bytes()).as_bytes()[..8].try_into().unwrap_or_default());
+    if let Some(max_strikes) = settings.max_strikes {
+        config.max_strikes = max_strikes;
+    }
     let request_timeout = config.request_timeout;
     let node = Node::new(PeerId::new(local_peer.to_base58()), config, trust.clone());
 
