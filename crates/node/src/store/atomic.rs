@@ -192,9 +192,70 @@ fn closed_error(path: &Path) -> StoreError {
 /// Replaces `target` with `bytes` atomically and durably.
 pub(super) fn write_atomic(names: &TempNames, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut temp = TempFile::create(names, target)?;
-    temp.write_all(bytes)?;
+    crash_point::check(crash_point::Step::Created, &mut temp)?;
+    let half = bytes.len() / 2;
+    temp.write_all(&bytes[..half])?;
+    crash_point::check(crash_point::Step::HalfWritten, &mut temp)?;
+    temp.write_all(&bytes[half..])?;
+    crash_point::check(crash_point::Step::Written, &mut temp)?;
+    temp.sync()?;
+    crash_point::check(crash_point::Step::Synced, &mut temp)?;
     temp.persist()?;
     sync_dir(parent_dir(target))
+}
+
+/// Simulated crashes inside [`write_atomic`], for unit tests of crash consistency.
+///
+/// A test arms one step; when a write reaches it, the write stops as a killed process
+/// would: the temp file stays on disk exactly as it is (its cleanup on drop is skipped)
+/// and an error returns. Outside tests every check is a no-op.
+pub(super) mod crash_point {
+    use super::{StoreError, TempFile};
+
+    /// Where a write can be cut short.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(in crate::store) enum Step {
+        /// The temp file exists and is empty.
+        Created,
+        /// Half the bytes are written.
+        HalfWritten,
+        /// All bytes are written, not yet synced.
+        Written,
+        /// The temp file is synced, not yet renamed.
+        Synced,
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        static ARMED: std::cell::Cell<Option<Step>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Arms `step` for the next write on this thread, or disarms with `None`.
+    #[cfg(test)]
+    pub(in crate::store) fn arm(step: Option<Step>) {
+        ARMED.with(|armed| armed.set(step));
+    }
+
+    #[cfg(test)]
+    pub(super) fn check(step: Step, temp: &mut TempFile) -> Result<(), StoreError> {
+        if ARMED.with(|armed| armed.get()) != Some(step) {
+            return Ok(());
+        }
+        ARMED.with(|armed| armed.set(None));
+        // A killed process runs no destructor: keep the temp file where it is.
+        temp.persisted = true;
+        Err(StoreError::Io {
+            action: "simulated crash",
+            path: temp.path.clone(),
+            source: std::io::Error::other(format!("crash at {step:?}")),
+        })
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub(super) fn check(_step: Step, _temp: &mut TempFile) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Returns the directory containing `path`. Every store path has one.

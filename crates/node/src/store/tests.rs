@@ -985,3 +985,35 @@ fn interrupted_removal_cleaned_on_open() {
     let _reopened = ChunkStore::open(&dir.path().join("data")).expect("reopen");
     assert!(!exists(&leftover), "leftover removal dir survived open");
 }
+
+#[test]
+fn crash_at_every_write_step() {
+    use super::atomic::crash_point::{self, Step};
+
+    let files = vec![("a", pattern(4 * 1024 + 17, 3)), ("b", pattern(100, 4))];
+    for step in [Step::Created, Step::HalfWritten, Step::Written, Step::Synced] {
+        let (dir, store) = open_store();
+        let manifest = build(&files);
+        store.save_manifest(&manifest).expect("save");
+        let chunk = chunk_of(&manifest, &files, 0);
+        crash_point::arm(Some(step));
+        assert!(store.write_chunk(&manifest, 0, &chunk).is_err(), "{step:?}: the simulated crash did not happen");
+        crash_point::arm(None);
+        drop(store);
+
+        // Restart: the store holds the chunk whole or not at all, and serves nothing else.
+        let store = ChunkStore::open(&dir.path().join("data")).expect("reopen");
+        let loaded = store.load_all(&trust()).expect("load");
+        assert_eq!(loaded.len(), 1, "{step:?}: manifest lost");
+        assert!(!loaded[0].have.contains(0), "{step:?}: an interrupted write counts as stored");
+        assert!(store.read_chunk(&manifest, 0).is_err(), "{step:?}: an interrupted write was served");
+        let leftovers: Vec<String> = fs::read_dir(version_dir(&store, &manifest).join("chunks"))
+            .map(|entries| entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "{step:?}: files left in chunks/: {leftovers:?}");
+
+        // And the write succeeds on retry.
+        store.write_chunk(&manifest, 0, &chunk).expect("retry");
+        assert_eq!(store.read_chunk(&manifest, 0).expect("read"), chunk, "{step:?}: retry stored other bytes");
+    }
+}
