@@ -13,8 +13,9 @@
 //! [`FlowNet::recompute`] once before virtual time advances.
 
 use std::cmp::Ordering;
-use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use crate::finish_queue::FinishQueue;
 
 /// Index of a directed link.
 pub type LinkId = usize;
@@ -34,9 +35,23 @@ struct Flow {
     updated_us: u64,
     /// The predicted instant its last byte leaves the path, in microseconds.
     finish_us: u64,
-    /// Identifies the current prediction in [`FlowNet::finishing`]; unique over all
-    /// flows, because flow ids are reused.
-    stamp: u64,
+}
+
+/// Buffers that [`FlowNet::recompute`] reuses, so a recompute allocates only when a
+/// component is larger than any before it.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The component's links and flows, in the order the search found them.
+    links: Vec<LinkId>,
+    flows: Vec<FlowId>,
+    stack: Vec<LinkId>,
+    /// Links with unfrozen flows, for the linear bottleneck scan.
+    active: Vec<LinkId>,
+    heap: BinaryHeap<Share>,
+    /// (cap, flow) of the component's capped flows, smallest cap first.
+    capped: Vec<(f64, FlowId)>,
+    to_freeze: Vec<FlowId>,
+    touched: Vec<LinkId>,
 }
 
 /// Links, the flows on them and their max-min fair rates.
@@ -47,18 +62,18 @@ pub struct FlowNet {
     link_flows: Vec<Vec<FlowId>>,
     flows: Vec<Option<Flow>>,
     free: Vec<FlowId>,
-    /// Predicted completions as (instant, flow, stamp), earliest first. A prediction
-    /// whose stamp no longer matches its flow is stale and skipped when it reaches the
-    /// top: pushing a new one is cheaper than finding and removing the old.
-    finishing: BinaryHeap<Reverse<(u64, FlowId, u64)>>,
-    last_stamp: u64,
+    /// Predicted completions, one entry per flow that has been through a recompute.
+    finishing: FinishQueue,
     dirty: Vec<LinkId>,
     /// Scratch space for [`FlowNet::recompute`], indexed by link and by flow.
     link_mark: Vec<u64>,
     flow_mark: Vec<u64>,
     residual: Vec<f64>,
     unfrozen: Vec<u32>,
+    /// Per link: `residual / unfrozen` as of the last change to either, for the scan.
+    share: Vec<f64>,
     generation: u64,
+    scratch: Scratch,
 }
 
 /// Components with at most this many links find bottlenecks by a linear scan, which
@@ -66,7 +81,7 @@ pub struct FlowNet {
 const SCAN_LIMIT: usize = 256;
 
 /// A link's fair share in the progressive-filling heap, smallest first.
-#[derive(PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Share(f64, LinkId);
 
 impl Eq for Share {}
@@ -100,6 +115,7 @@ impl FlowNet {
         self.link_mark.push(0);
         self.residual.push(0.0);
         self.unfrozen.push(0);
+        self.share.push(0.0);
         self.capacity.len() - 1
     }
 
@@ -128,7 +144,6 @@ impl FlowNet {
             remaining: bytes,
             updated_us: now_us,
             finish_us: u64::MAX,
-            stamp: 0,
         };
         let id = match self.free.pop() {
             Some(id) => id,
@@ -158,6 +173,7 @@ impl FlowNet {
             }
             self.dirty.push(link);
         }
+        self.finishing.remove(id);
         self.free.push(id);
         let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
         (flow.remaining - flow.rate * elapsed).max(0.0)
@@ -176,21 +192,10 @@ impl FlowNet {
             .map_or(0.0, |flow| flow.rate)
     }
 
-    /// The running flow predicted to finish first, with the instant in microseconds.
-    /// Valid after [`FlowNet::recompute`].
+    /// The running flow predicted to finish first, with the instant in microseconds;
+    /// ties go to the lower flow id. Valid after [`FlowNet::recompute`].
     pub fn next_completion(&mut self) -> Option<(u64, FlowId)> {
-        while let Some(&Reverse((at, id, stamp))) = self.finishing.peek() {
-            if self
-                .flows
-                .get(id)
-                .and_then(Option::as_ref)
-                .is_some_and(|flow| flow.stamp == stamp)
-            {
-                return Some((at, id));
-            }
-            self.finishing.pop();
-        }
-        None
+        self.finishing.peek()
     }
 
     /// The predicted finish of a running flow in microseconds.
@@ -221,92 +226,100 @@ impl FlowNet {
         // frozen flows and `generation + 2` for links touched by one freezing step.
         self.generation += 3;
         let generation = self.generation;
+        let mut scratch = std::mem::take(&mut self.scratch);
 
-        // 1. The connected component of the changed links, by breadth-first search.
-        let mut links: Vec<LinkId> = Vec::new();
-        let mut flows: Vec<FlowId> = Vec::new();
-        let mut stack: Vec<LinkId> = std::mem::take(&mut self.dirty);
-        while let Some(link) = stack.pop() {
+        // 1. The connected component of the changed links, by depth-first search.
+        scratch.links.clear();
+        scratch.flows.clear();
+        scratch.stack.clear();
+        std::mem::swap(&mut scratch.stack, &mut self.dirty);
+        while let Some(link) = scratch.stack.pop() {
             if self.link_mark[link] == generation {
                 continue;
             }
             self.link_mark[link] = generation;
-            links.push(link);
+            scratch.links.push(link);
             for &id in &self.link_flows[link] {
                 if self.flow_mark[id] == generation {
                     continue;
                 }
                 self.flow_mark[id] = generation;
-                flows.push(id);
+                scratch.flows.push(id);
                 if let Some(flow) = &self.flows[id] {
-                    stack.extend(
-                        flow.path
-                            .iter()
-                            .copied()
-                            .filter(|&l| self.link_mark[l] != generation),
-                    );
+                    for &next in &flow.path {
+                        if self.link_mark[next] != generation {
+                            scratch.stack.push(next);
+                        }
+                    }
                 }
             }
         }
 
         // 2. Bring each flow's remaining bytes up to `now` at its old rate.
-        for &id in &flows {
+        scratch.capped.clear();
+        for &id in &scratch.flows {
             if let Some(flow) = self.flows[id].as_mut() {
                 let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
                 flow.remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
                 flow.updated_us = now_us;
-            }
-        }
-
-        // 3. Progressive filling over the component. A small component finds each
-        // bottleneck by scanning its links; a large one keeps them in a heap.
-        let scan = links.len() <= SCAN_LIMIT;
-        let mut heap = BinaryHeap::new();
-        let mut active = Vec::new();
-        for &link in &links {
-            self.residual[link] = self.capacity[link];
-            self.unfrozen[link] = self.link_flows[link].len() as u32;
-            if self.unfrozen[link] > 0 {
-                if scan {
-                    active.push(link);
-                } else {
-                    heap.push(Share(
-                        self.residual[link] / f64::from(self.unfrozen[link]),
-                        link,
-                    ));
+                if flow.cap.is_finite() {
+                    scratch.capped.push((flow.cap, id));
                 }
             }
         }
-        let mut capped: Vec<(f64, FlowId)> = flows
-            .iter()
-            .filter_map(|&id| {
-                self.flows[id]
-                    .as_ref()
-                    .filter(|f| f.cap.is_finite())
-                    .map(|f| (f.cap, id))
-            })
-            .collect();
-        capped.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scratch
+            .capped
+            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+
+        // 3. Progressive filling over the component. A small component finds each
+        // bottleneck by scanning its links; a large one keeps them in a heap.
+        let scan = scratch.links.len() <= SCAN_LIMIT;
+        scratch.heap.clear();
+        scratch.active.clear();
+        for &link in &scratch.links {
+            self.residual[link] = self.capacity[link];
+            self.unfrozen[link] = self.link_flows[link].len() as u32;
+            if self.unfrozen[link] > 0 {
+                let share = self.residual[link] / f64::from(self.unfrozen[link]);
+                if scan {
+                    self.share[link] = share;
+                    scratch.active.push(link);
+                } else {
+                    scratch.heap.push(Share(share, link));
+                }
+            }
+        }
         let mut next_capped = 0;
-        let mut new_rate: Vec<(FlowId, f64)> = Vec::with_capacity(flows.len());
+        let mut changed = 0;
         // A flow is frozen once its mark moves past this generation.
         let frozen = generation + 1;
+        let touched_mark = frozen + 1;
         loop {
-            // The link with the smallest fair share, ties to the lower id. Stale heap
-            // entries (share changed, or no unfrozen flow left) are dropped on the way.
+            // The link with the smallest fair share; ties go to the link found first in
+            // the scan, or to the lower id in the heap. Stale heap entries (share
+            // changed, or no unfrozen flow left) are dropped on the way.
             let bottleneck = if scan {
-                active.retain(|&link| self.unfrozen[link] > 0);
+                // One pass drops links without unfrozen flows, keeping the order, and
+                // finds the least share among the rest.
                 let mut best: Option<(f64, LinkId)> = None;
-                for &link in &active {
-                    let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
+                let mut kept = 0;
+                for position in 0..scratch.active.len() {
+                    let link = scratch.active[position];
+                    if self.unfrozen[link] == 0 {
+                        continue;
+                    }
+                    scratch.active[kept] = link;
+                    kept += 1;
+                    let share = self.share[link];
                     if best.is_none_or(|(least, _)| share < least) {
                         best = Some((share, link));
                     }
                 }
+                scratch.active.truncate(kept);
                 best
             } else {
                 loop {
-                    match heap.peek() {
+                    match scratch.heap.peek() {
                         Some(Share(share, link)) => {
                             let count = self.unfrozen[*link];
                             let current = if count == 0 {
@@ -315,7 +328,7 @@ impl FlowNet {
                                 self.residual[*link].max(0.0) / f64::from(count)
                             };
                             if count == 0 || current.to_bits() != share.to_bits() {
-                                heap.pop();
+                                scratch.heap.pop();
                                 continue;
                             }
                             break Some((*share, *link));
@@ -324,21 +337,35 @@ impl FlowNet {
                     }
                 }
             };
-            while next_capped < capped.len() && self.flow_mark[capped[next_capped].1] == frozen {
+            while next_capped < scratch.capped.len()
+                && self.flow_mark[scratch.capped[next_capped].1] == frozen
+            {
                 next_capped += 1;
             }
-            let cap = capped.get(next_capped).copied();
-            let to_freeze: Vec<(FlowId, f64)> = match (bottleneck, cap) {
+            let cap = scratch.capped.get(next_capped).copied();
+            scratch.to_freeze.clear();
+            let rate = match (bottleneck, cap) {
                 (None, None) => break,
-                (Some((share, _)), Some((cap, id))) if cap <= share => vec![(id, cap)],
-                (None, Some((cap, id))) => vec![(id, cap)],
-                (Some((share, link)), _) => self.link_flows[link]
-                    .iter()
-                    .filter(|&&id| self.flow_mark[id] != frozen)
-                    .map(|&id| (id, share))
-                    .collect(),
+                (Some((share, _)), Some((cap, id))) if cap <= share => {
+                    scratch.to_freeze.push(id);
+                    cap
+                }
+                (None, Some((cap, id))) => {
+                    scratch.to_freeze.push(id);
+                    cap
+                }
+                (Some((share, link)), _) => {
+                    let flow_mark = &self.flow_mark;
+                    scratch.to_freeze.extend(
+                        self.link_flows[link]
+                            .iter()
+                            .copied()
+                            .filter(|&id| flow_mark[id] != frozen),
+                    );
+                    share
+                }
             };
-            if to_freeze.is_empty() {
+            if scratch.to_freeze.is_empty() {
                 // Unreachable while the counts match the flow sets; guards the loop.
                 debug_assert!(false, "bottleneck link without unfrozen flows");
                 if let Some((_, link)) = bottleneck {
@@ -346,12 +373,10 @@ impl FlowNet {
                 }
                 continue;
             }
-            let touched_mark = frozen + 1;
-            let mut touched = Vec::new();
-            for (id, rate) in to_freeze {
+            scratch.touched.clear();
+            for &id in &scratch.to_freeze {
                 self.flow_mark[id] = frozen;
-                new_rate.push((id, rate));
-                let Some(flow) = self.flows[id].as_ref() else {
+                let Some(flow) = self.flows[id].as_mut() else {
                     continue;
                 };
                 for &link in &flow.path {
@@ -359,39 +384,35 @@ impl FlowNet {
                     self.unfrozen[link] -= 1;
                     if self.link_mark[link] != touched_mark {
                         self.link_mark[link] = touched_mark;
-                        touched.push(link);
+                        scratch.touched.push(link);
                     }
                 }
+
+                // 4. A new prediction for a flow whose rate changed. The others keep
+                // theirs, which their updated remaining bytes would only round.
+                if flow.rate.to_bits() == rate.to_bits() && flow.finish_us != u64::MAX {
+                    continue;
+                }
+                changed += 1;
+                flow.rate = rate;
+                flow.finish_us = finish_time(now_us, flow.remaining, rate);
+                self.finishing.set(id, flow.finish_us);
             }
-            for link in touched {
+            for &link in &scratch.touched {
                 self.link_mark[link] = generation;
-                if !scan && self.unfrozen[link] > 0 {
+                if self.unfrozen[link] > 0 {
                     let share = self.residual[link].max(0.0) / f64::from(self.unfrozen[link]);
-                    heap.push(Share(share, link));
+                    if scan {
+                        self.share[link] = share;
+                    } else {
+                        scratch.heap.push(Share(share, link));
+                    }
                 }
             }
         }
 
-        // 4. New predictions for flows whose rate changed.
-        new_rate.sort_unstable_by_key(|&(id, _)| id);
-        let mut changed = 0;
-        for (id, rate) in new_rate {
-            let Some(flow) = self.flows[id].as_mut() else {
-                continue;
-            };
-            if flow.rate.to_bits() == rate.to_bits() && flow.finish_us != u64::MAX {
-                continue;
-            }
-            changed += 1;
-            flow.rate = rate;
-            flow.finish_us = finish_time(now_us, flow.remaining, rate);
-            self.last_stamp += 1;
-            flow.stamp = self.last_stamp;
-            self.finishing
-                .push(Reverse((flow.finish_us, id, flow.stamp)));
-        }
         #[cfg(debug_assertions)]
-        for &link in &links {
+        for &link in &scratch.links {
             let load: f64 = self.link_flows[link]
                 .iter()
                 .filter_map(|&id| self.flows[id].as_ref())
@@ -403,6 +424,7 @@ impl FlowNet {
                 self.capacity[link]
             );
         }
+        self.scratch = scratch;
         changed
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod bound;
 pub mod engine;
+mod finish_queue;
 pub mod flow;
 pub mod gml;
 pub mod manifest;

@@ -77,7 +77,7 @@ impl Node {
     }
 
     fn pick_request(&mut self, patch: &PatchKey) -> Option<(PeerId, u32)> {
-        let mut candidates: Vec<(u8, u32, u64, PeerId)> = Vec::new();
+        let mut candidates: Vec<(u8, u32, u64, &PeerId, &Peer)> = Vec::new();
         for (id, peer) in &self.peers {
             if self.banned.contains_key(id) {
                 continue;
@@ -87,36 +87,33 @@ impl Node {
                 continue;
             }
             if let Some(rank) = self.source_rank(peer) {
-                candidates.push((rank, peer.in_flight, 0, id.clone()));
+                candidates.push((rank, peer.in_flight, 0, id, peer));
             }
         }
         for candidate in &mut candidates {
             candidate.2 = self.rng.next_u64();
         }
-        candidates.sort();
+        // Peer ids are unique, so no two candidates compare equal.
+        candidates.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
 
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
-        let (share, shares) = self.origin_share();
+        // Both are needed only for the origin, usually the last candidate, so they are
+        // computed when it is reached.
+        let mut origin_share: Option<(u32, u32)> = None;
         // Peers that can serve now: a resting or banned peer's chunks do not keep a chunk
         // away from the origin, or a frozen peer holding everything would stall the node.
-        let usable: Vec<&crate::Bitfield> = self
-            .peers
-            .iter()
-            .filter(|(id, peer)| {
-                !peer.is_origin() && peer.hello.is_some() && !peer.cooling_down && !self.banned.contains_key(*id)
-            })
-            .filter_map(|(_, peer)| peer.have.get(patch))
-            .collect();
-        for (_, _, _, id) in candidates {
-            let peer = &self.peers[&id];
+        let mut usable: Option<Vec<&crate::Bitfield>> = None;
+        for (_, _, _, id, peer) in candidates {
             let origin = peer.is_origin();
             let advertised = peer.have.get(patch);
-            let start = self.rng.below(u64::from(transfer.chunk_count().max(1))) as u32;
+            let chunk_count = transfer.chunk_count();
+            let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
             // Only chunks the peer has and this node lacks are worth a look; listing
-            // them bytewise first saves testing every index against every peer.
-            let indices: Vec<u32> = if origin {
-                (0..transfer.chunk_count()).collect()
+            // them bytewise first saves testing every index against every peer. The
+            // origin has every chunk, so its indices need no list.
+            let listed: Vec<u32> = if origin {
+                Vec::new()
             } else {
                 match advertised {
                     Some(bits) => bits.difference(&transfer.have),
@@ -124,10 +121,20 @@ impl Node {
                 }
             };
             // Visit them from `start` and wrap around, as a full scan from there would.
-            let split = indices.partition_point(|&index| index < start);
+            // Exactly one of the two sources is non-empty.
+            let (all_from_start, all_before_start) = if origin { (start..chunk_count, 0..start) } else { (0..0, 0..0) };
+            let split = listed.partition_point(|&index| index < start);
+            let order = all_from_start
+                .chain(all_before_start)
+                .chain(listed[split..].iter().chain(&listed[..split]).copied());
+            let (share, shares) = if origin {
+                *origin_share.get_or_insert_with(|| self.origin_share())
+            } else {
+                (0, 1)
+            };
             // Lower is better: (rarity, outside this node's origin share).
             let mut best: Option<(u32, (u32, bool))> = None;
-            for &index in indices[split..].iter().chain(&indices[..split]) {
+            for index in order {
                 if transfer.have.contains(index) || transfer.in_flight.contains_key(&index) {
                     continue;
                 }
@@ -136,8 +143,22 @@ impl Node {
                     continue;
                 }
                 let rarity = transfer.availability[index as usize];
-                if origin && only_unheld && rarity > 0 && usable.iter().any(|bits| bits.contains(index)) {
-                    continue;
+                if origin && only_unheld && rarity > 0 {
+                    let usable = usable.get_or_insert_with(|| {
+                        self.peers
+                            .iter()
+                            .filter(|(id, peer)| {
+                                !peer.is_origin()
+                                    && peer.hello.is_some()
+                                    && !peer.cooling_down
+                                    && !self.banned.contains_key(*id)
+                            })
+                            .filter_map(|(_, peer)| peer.have.get(patch))
+                            .collect()
+                    });
+                    if usable.iter().any(|bits| bits.contains(index)) {
+                        continue;
+                    }
                 }
                 let outside_share = origin && index % shares != share;
                 let score = (rarity, outside_share);
@@ -151,7 +172,7 @@ impl Node {
                 }
             }
             if let Some((index, _)) = best {
-                return Some((id, index));
+                return Some((id.clone(), index));
             }
         }
         None
