@@ -293,7 +293,9 @@ impl Report {
             let color = COLORS[index % COLORS.len()];
             let mut times: Vec<f64> = result.per_site.iter().filter_map(|s| s.completion_s).filter(|&t| t > 0.0).collect();
             times.sort_by(f64::total_cmp);
-            let total = result.per_site.len().saturating_sub(1).max(1) as f64;
+            // Receiving sites: every site but one holding only the origin, which
+            // completes at 0 s. A site that never completed still counts.
+            let total = result.per_site.iter().filter(|s| s.completion_s != Some(0.0)).count().max(1) as f64;
             let mut points = format!("{:.1},{:.1}", x(0.0), y(0.0));
             for (done, time) in times.iter().enumerate() {
                 let _ = write!(points, " {:.1},{:.1} {:.1},{:.1}", x(*time), y(done as f64 / total), x(*time), y((done + 1) as f64 / total));

@@ -236,3 +236,21 @@ fn strategies_follow_the_scenario_list() {
     assert_eq!(report.results.len(), 1);
     assert_eq!(report.results[0].strategy, Strategy::Central.name());
 }
+
+#[test]
+fn plot_stays_within_chart() {
+    // An origin site with a second node is itself a receiving site; the completion curve
+    // once overshot 100% when it was left out of the denominator.
+    let text = OFFICES.replace("origin = true\nnodes = 1", "origin = true\nnodes = 2");
+    let report = run(&scenario(&text));
+    let svg = report.to_svg();
+    let frame = svg.lines().find(|line| line.contains(r##"stroke="#999""##)).expect("chart frame");
+    let top: f64 = frame.split("y=\"").nth(1).and_then(|rest| rest.split('"').next()).and_then(|v| v.parse().ok()).expect("frame y");
+    for line in svg.lines().filter(|line| line.starts_with("<polyline")) {
+        let points = line.split("points=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("points");
+        for point in points.split_whitespace() {
+            let y: f64 = point.split(',').nth(1).and_then(|v| v.parse().ok()).expect("y");
+            assert!(y >= top - 0.05, "point {point} lies above the chart's top at {top}");
+        }
+    }
+}
