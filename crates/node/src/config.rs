@@ -50,9 +50,9 @@ pub struct NodeSettings {
     pub idle_connection_timeout: Duration,
     /// The control API's Unix socket, created owner-only.
     pub control_socket: PathBuf,
-    /// The most bytes the store should hold, if limited. Past it, the node removes complete
-    /// patch versions that a newer version of the same patch supersedes, oldest first; it
-    /// never removes a version in progress or the newest version of a patch.
+    /// The maximum bytes the store should hold, if limited. Past it, the node removes
+    /// complete patch versions that a newer version of the same patch supersedes, oldest
+    /// first. It never removes a version in progress or the newest version of a patch.
     pub disk_budget: Option<u64>,
     /// Invalid chunks a peer may send before this node bans it; `None` keeps the core's
     /// default of 3.

@@ -47,7 +47,7 @@ pub struct NodeConfig {
     pub max_requests_to_origin: u32,
     /// Chunk requests in flight in total. Default: 16.
     pub max_requests_total: u32,
-    /// The longest any chunk or body request may take before it is sent elsewhere.
+    /// The maximum time any chunk or body request may take before it is sent elsewhere.
     /// Default: 60 s. Drivers set their transport's request timeout to at least this.
     pub request_timeout: Duration,
     /// The slowest transfer rate a peer may serve a chunk at, in bytes per second. A

@@ -1,8 +1,8 @@
 //! Disk usage and removal of whole patch versions, for the node's disk budget.
 //!
-//! Removal renames the version directory to a temp name first and deletes it after, so a
-//! crash midway leaves either the whole version or a temp directory that the next
-//! [`ChunkStore::open`](super::ChunkStore::open) deletes; never a half-removed version
+//! Removal renames the version directory to a temp name first and deletes it after. A
+//! crash midway leaves either the whole version or a temp directory, which the next
+//! [`ChunkStore::open`](super::ChunkStore::open) deletes, and never a half-removed version
 //! that looks complete.
 
 use std::fs;
@@ -38,7 +38,7 @@ impl ChunkStore {
     }
 }
 
-/// The total size of regular files under `path`, without following links.
+/// Sums the sizes of regular files under `path`, without following links.
 fn tree_size(path: &Path) -> u64 {
     let Ok(metadata) = fs::symlink_metadata(path) else {
         return 0;
