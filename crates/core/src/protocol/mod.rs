@@ -40,6 +40,8 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 /// consecutive timeout doubles it, up to [`MAX_COOLDOWN`].
 const COOLDOWN: Duration = Duration::from_secs(15);
 const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+/// How long after a failed assembly (a full disk, say) the node asks for it again.
+const ASSEMBLE_RETRY: Duration = Duration::from_secs(10);
 
 /// An outbound request, chosen by the node and carried by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -178,7 +180,7 @@ pub enum Event {
         /// From acceptance of the announcement to completion.
         elapsed: Duration,
     },
-    /// Assembling a patch failed.
+    /// Assembling a patch failed; the node asks for assembly again after a pause.
     PatchFailed {
         /// The patch version.
         patch: PatchKey,
@@ -296,7 +298,11 @@ impl Node {
         let request_deadlines = self.requests.values().map(|pending| match pending {
             Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
         });
-        let pauses = self.transfers.values().filter_map(|transfer| transfer.paused_until);
+        let pauses = self
+            .transfers
+            .values()
+            .flat_map(|transfer| [transfer.paused_until, transfer.assemble_retry_at])
+            .flatten();
         let cooldowns = self.peers.values().filter(|peer| peer.cooling_down).filter_map(|peer| peer.cooldown_until);
         request_deadlines.chain(pauses).chain(cooldowns).min()
     }
@@ -529,7 +535,10 @@ impl Node {
                 });
             }
             Err(reason) => {
-                transfer.state = transfer::TransferState::Failed;
+                // Every chunk is verified and stored, so the failure is local (a full
+                // disk, say) and may pass: keep the transfer and try again later.
+                transfer.state = transfer::TransferState::Assembling;
+                transfer.assemble_retry_at = Some(now.saturating_add(ASSEMBLE_RETRY));
                 self.events.push_back(Event::PatchFailed { patch: patch.clone(), reason });
             }
         }
@@ -580,6 +589,12 @@ impl Node {
         for transfer in self.transfers.values_mut() {
             if transfer.paused_until.is_some_and(|until| until <= now) {
                 transfer.paused_until = None;
+            }
+            if transfer.assemble_retry_at.is_some_and(|at| at <= now) {
+                transfer.assemble_retry_at = None;
+                if let Some(manifest) = transfer.manifest.clone() {
+                    self.actions.push_back(Action::AssemblePatch(manifest));
+                }
             }
         }
         self.after_input(now);

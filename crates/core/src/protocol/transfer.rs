@@ -23,8 +23,6 @@ pub enum TransferState {
     Assembling,
     /// The files are assembled and verified.
     Complete,
-    /// Assembly failed; see the event that reported it.
-    Failed,
 }
 
 /// Chunk payload byte counts for one patch version.
@@ -60,6 +58,8 @@ pub(crate) struct Transfer {
     pub(crate) unannounced: Vec<u32>,
     /// No chunk requests before this instant, after a local store error.
     pub(crate) paused_until: Option<Timestamp>,
+    /// When to ask the driver again to assemble the files, after a failed assembly.
+    pub(crate) assemble_retry_at: Option<Timestamp>,
     pub(crate) stats: TransferStats,
     pub(crate) accepted_at: Timestamp,
     pub(crate) completed_at: Option<Timestamp>,
@@ -78,6 +78,7 @@ impl Transfer {
             body_failed_from: BTreeSet::new(),
             unannounced: Vec::new(),
             paused_until: None,
+            assemble_retry_at: None,
             stats: TransferStats::default(),
             accepted_at: now,
             completed_at: None,
