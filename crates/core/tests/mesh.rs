@@ -110,6 +110,31 @@ fn frozen_peer_rested_and_bypassed() {
 }
 
 #[test]
+fn slow_peer_rested_and_bypassed() {
+    // 256 KiB chunks from a peer serving 1 KB/s would take 262 s each; the deadline is
+    // 10 s plus the chunk at 16 KiB/s, so 26 s.
+    let chunk = 256 * 1024;
+    let mut mesh = Mesh::star(2, 23);
+    mesh.connect(0, 1);
+    let (manifest, bytes) = manifest("KB12", 1, chunk, &[("f", pattern(8 * chunk as usize, 7))], &publisher());
+    let key = manifest.key().clone();
+    mesh.publish(0, manifest, &bytes);
+    mesh.run_for(Duration::from_secs(60));
+    assert!(mesh.bytes(1, &key) == bytes, "office 1 did not finish before slowing down");
+
+    mesh.stores[1].serve_rate = Some(1000);
+    mesh.connect(1, 2);
+    mesh.connect(0, 2);
+    mesh.run_for(Duration::from_secs(200));
+    assert!(mesh.bytes(2, &key) == bytes, "office 2 did not finish around the slow peer");
+    let rested = mesh
+        .events
+        .iter()
+        .any(|(node, e)| *node == 2 && matches!(e, Event::PeerSlow { peer, .. } if peer.as_str() == "n1"));
+    assert!(rested, "office 2 never rested the slow peer");
+}
+
+#[test]
 fn untrusted_manifest_ignored() {
     let mut mesh = Mesh::star(2, 5);
     mesh.connect_all();

@@ -62,6 +62,8 @@ pub struct Store {
     pub corrupt_serving: bool,
     /// Never answer chunk requests, to play a frozen peer.
     pub frozen: bool,
+    /// Serve at this many bytes per second instead of [`BANDWIDTH`], to play a slow peer.
+    pub serve_rate: Option<u64>,
 }
 
 enum Delivery {
@@ -311,7 +313,8 @@ impl Mesh {
             FetchResponse::Chunk(bytes) | FetchResponse::Body(bytes) => bytes.len() as u64,
             FetchResponse::Declined(_) => 0,
         };
-        let transfer = Duration::from_micros(size * 1_000_000 / BANDWIDTH);
+        let rate = self.stores[index].serve_rate.unwrap_or(BANDWIDTH).max(1);
+        let transfer = Duration::from_micros(size * 1_000_000 / rate);
         let at = self.now.saturating_add(LATENCY + transfer);
         self.schedule(at, Delivery::Response { to: requester, request, fetch, response });
     }
