@@ -338,8 +338,10 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 impl TestMesh {
-    /// Starts node `index` again and connects it to every other running node.
+    /// Starts node `index` again, after a SIGKILL if it is still running, and connects it
+    /// to every other running node.
     pub fn restart(&mut self, index: usize) {
+        self.nodes[index].kill();
         self.nodes[index].start();
         let addresses: Vec<String> = self
             .nodes

@@ -168,6 +168,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         listen: Vec::new(),
         warnings: WarnLimiter::new(Duration::from_secs(60), 5),
         dial_targets: settings.bootstrap.clone(),
+        gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
     };
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
@@ -200,6 +201,8 @@ struct Daemon {
     listen: Vec<Multiaddr>,
     /// Limits warnings that remote peers can trigger to a few per peer per minute.
     warnings: WarnLimiter,
+    /// Announcements accepted for decoding per forwarding peer: 50 per 10 s.
+    gossip_limit: WarnLimiter,
     /// Peers redialled while disconnected: the bootstrap list and addresses from
     /// connect requests.
     dial_targets: Vec<Multiaddr>,
@@ -388,6 +391,11 @@ impl Daemon {
     }
 
     fn on_gossip(&mut self, now: Timestamp, source: &libp2p::PeerId, data: &[u8]) -> MessageAcceptance {
+        // Honest publishers announce a few patches a day; past 50 in 10 s from one
+        // forwarding peer, the rest are dropped undecoded and unforwarded.
+        if self.gossip_limit.check(&source.to_base58(), std::time::Instant::now()).is_none() {
+            return MessageAcceptance::Ignore;
+        }
         let announcement = match decode_announcement(data) {
             Ok(announcement) => announcement,
             Err(reason) => {

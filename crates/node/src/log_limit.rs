@@ -1,4 +1,5 @@
-//! Rate limiting for warnings a remote peer can trigger at will.
+//! Rate limiting per peer: for warnings a remote peer can trigger at will, and for the
+//! announcements the daemon decodes from each peer.
 //!
 //! A hostile or broken peer can send thousands of invalid messages a second. Logging each
 //! one would flood the operator's logs and disk, so each peer gets a small burst of
