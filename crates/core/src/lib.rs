@@ -40,6 +40,7 @@ pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod protocol;
+pub mod rng;
 pub mod time;
 pub mod trust;
 pub mod wire;

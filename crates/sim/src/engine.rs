@@ -34,7 +34,9 @@ use tracing::{debug, warn};
 
 use crate::flow::FlowId;
 use crate::manifest::{START, publisher, synthetic_manifest};
-use crate::overlay::{SplitMix64, build_overlay};
+use patchmesh_core::rng::SplitMix64;
+
+use crate::overlay::build_overlay;
 use crate::network::{Network, mathis_cap};
 use crate::scenario::{EventKind, LinkRef, NodeRef, Scenario, Strategy};
 

@@ -2,29 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use patchmesh_core::rng::SplitMix64;
+
 use crate::scenario::Scenario;
-
-/// A seeded SplitMix64 for the simulator's own choices (the overlay, node seeds).
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, bound: usize) -> usize {
-        (self.next_u64() % bound.max(1) as u64) as usize
-    }
-}
 
 /// Chooses each node's neighbours: the origin, its site's cache node, up to `lan_peers`
 /// random nodes at its own site and up to `wan_peers` random nodes at other sites.
@@ -48,7 +28,7 @@ pub(crate) fn build_overlay(scenario: &Scenario, node_site: &[usize], first_of_s
         let mut attempts = 0;
         while picked < lan && attempts < 4 * lan + 8 {
             attempts += 1;
-            let peer = first + rng.below(size);
+            let peer = first + rng.below(size.max(1) as u64) as usize;
             if peer != node && edges.insert(key(node, peer)) {
                 picked += 1;
             }
@@ -59,7 +39,7 @@ pub(crate) fn build_overlay(scenario: &Scenario, node_site: &[usize], first_of_s
         let mut attempts = 0;
         while picked < wan && attempts < 4 * wan + 8 {
             attempts += 1;
-            let mut peer = rng.below(others);
+            let mut peer = rng.below(others.max(1) as u64) as usize;
             if peer >= first {
                 peer += size;
             }

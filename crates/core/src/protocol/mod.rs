@@ -6,7 +6,6 @@
 
 mod config;
 mod peer;
-mod rng;
 mod schedule;
 mod status;
 mod transfer;
@@ -29,7 +28,7 @@ use crate::time::Timestamp;
 use crate::trust::TrustPolicy;
 use crate::wire::{DeclineReason, FetchRequest, FetchResponse, Hello, Message, WIRE_VERSION};
 use peer::{MAX_UNKNOWN_PATCHES_PER_PEER, Peer};
-use rng::SplitMix64;
+use crate::rng::SplitMix64;
 use transfer::Transfer;
 
 /// How long a node waits before asking again for a body nobody could serve.
