@@ -254,7 +254,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 // ---- helpers for the crash, disk-full and soak tests ----
 
 /// A seeded SplitMix64 generator, so that a failing run can be repeated with its seed.
-pub struct TestRng(u64);
+pub struct TestRng(patchmesh_core::rng::SplitMix64);
 
 impl TestRng {
     /// Seeds from the environment variable `var` if set, otherwise from the clock, and
@@ -268,15 +268,11 @@ impl TestRng {
                 .unwrap_or(1),
         };
         println!("random seed {seed}; repeat this run with {var}={seed}");
-        TestRng(seed)
+        TestRng(patchmesh_core::rng::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Returns a value in `low..=high`.

@@ -217,7 +217,8 @@ impl Manifest {
             files: self.body.files.clone(),
             chunk_hashes: self.body.chunk_hashes.clone(),
         };
-        // Serializing plain structs of strings and integers cannot fail.
+        // serde_json fails only on maps with non-string keys or failing Serialize impls,
+        // and this struct has neither.
         serde_json::to_string_pretty(&file).unwrap_or_default()
     }
 

@@ -1,7 +1,8 @@
 //! The mesh protocol state machine.
 //!
 //! A [`Node`] learns of patches from trusted announcements, fetches their bodies and
-//! chunks from peers, tells peers what it holds, and decides which requests it serves.
+//! chunks from peers, advertises to peers the chunks it has, and decides which requests it
+//! serves.
 //! See the crate documentation for the order in which a driver calls it.
 
 mod config;
@@ -31,7 +32,7 @@ use peer::{MAX_UNKNOWN_PATCHES_PER_PEER, Peer};
 use crate::rng::SplitMix64;
 use transfer::Transfer;
 
-/// How long a node waits before asking again for a body nobody could serve.
+/// How long a node waits before requesting again a body that no peer could serve.
 const BODY_RETRY: Duration = Duration::from_secs(2);
 /// How long chunk requests pause after the local store failed to write.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
@@ -39,14 +40,14 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 /// consecutive timeout doubles it, up to [`MAX_COOLDOWN`].
 const COOLDOWN: Duration = Duration::from_secs(15);
 const MAX_COOLDOWN: Duration = Duration::from_secs(300);
-/// How long after a failed assembly (a full disk, say) the node asks for it again.
+/// How long after a failed assembly (a full disk, say) the node requests it again.
 const ASSEMBLE_RETRY: Duration = Duration::from_secs(10);
 
 /// An outbound request, chosen by the node and carried by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
 
-/// An inbound request, numbered by the driver so it can match the node's answer.
+/// An inbound request, numbered by the driver so it can match the node's response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InboundId(pub u64);
 
@@ -179,7 +180,7 @@ pub enum Event {
         /// From acceptance of the announcement to completion.
         elapsed: Duration,
     },
-    /// Assembling a patch failed; the node asks for assembly again after a pause.
+    /// Assembling a patch failed. The node requests assembly again after a pause.
     PatchFailed {
         /// The patch version.
         patch: PatchKey,
