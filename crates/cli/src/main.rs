@@ -76,3 +76,11 @@ fn error_chain(error: &anyhow::Error) -> String {
     }
     text
 }
+
+/// Parses an `--origin-budget` value: a positive number of patch copies.
+fn parse_origin_budget(text: &str) -> anyhow::Result<f64> {
+    let copies: f64 = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("invalid --origin-budget {text:?}: expected a number of patch copies, such as 1.0")
+    })?;
+    patchmesh_sim::scenario::check_origin_budget(copies).map_err(|error| anyhow::anyhow!("invalid --origin-budget: {error}"))
+}

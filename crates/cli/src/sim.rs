@@ -38,6 +38,10 @@ enum SimCommand {
         /// default: the scenario's list.
         #[arg(long, value_delimiter = ',')]
         strategy: Vec<String>,
+        /// Give the origin an egress budget of this many patch copies (for example 1.0)
+        /// under the mesh strategy; overrides the scenario's `origin_budget` key.
+        #[arg(long, value_name = "COPIES")]
+        origin_budget: Option<String>,
         /// Do not print the table.
         #[arg(long, short)]
         quiet: bool,
@@ -47,8 +51,8 @@ enum SimCommand {
 /// Runs a `patchmesh sim` command.
 pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
     match args.command {
-        SimCommand::Run { scenario, seed, json, csv, plot, strategy, quiet } => {
-            run_scenario(RunOptions { path: scenario, seed, json, csv, plot, strategies: strategy, quiet })
+        SimCommand::Run { scenario, seed, json, csv, plot, strategy, origin_budget, quiet } => {
+            run_scenario(RunOptions { path: scenario, seed, json, csv, plot, strategies: strategy, origin_budget, quiet })
         }
     }
 }
@@ -60,6 +64,7 @@ struct RunOptions {
     csv: Option<PathBuf>,
     plot: Option<PathBuf>,
     strategies: Vec<String>,
+    origin_budget: Option<String>,
     quiet: bool,
 }
 
@@ -78,6 +83,9 @@ fn run_scenario(options: RunOptions) -> anyhow::Result<()> {
             chosen.push(strategy);
         }
         scenario.strategies = chosen;
+    }
+    if let Some(text) = &options.origin_budget {
+        scenario.origin_budget = Some(crate::parse_origin_budget(text)?);
     }
     for warning in &scenario.warnings {
         eprintln!("warning: {warning}");

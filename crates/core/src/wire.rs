@@ -110,6 +110,8 @@ pub enum DeclineReason {
     NotFound,
     /// The node serves too many requests already.
     Busy,
+    /// The origin has spent its egress budget and peers hold the chunk: ask them.
+    OriginBudget,
 }
 
 /// A response on [`FETCH_PROTOCOL`].

@@ -613,14 +613,17 @@ impl Daemon {
             self.perform(action);
         }
         while let Some(event) = self.node.poll_event() {
-            let peer = match &event {
-                Event::ManifestDropped { from, .. } => Some(from),
-                Event::PeerMisbehaved { peer, .. } | Event::PeerSlow { peer, .. } => Some(peer),
+            // Warnings that can repeat are rate-limited per peer, and budget overruns
+            // as one kind.
+            let limit_key = match &event {
+                Event::ManifestDropped { from, .. } => Some(from.as_str()),
+                Event::PeerMisbehaved { peer, .. } | Event::PeerSlow { peer, .. } => Some(peer.as_str()),
+                Event::OriginBudgetExceeded { .. } => Some("origin-budget"),
                 _ => None,
             };
-            match peer {
-                Some(peer) => {
-                    if let Some(suppressed) = self.warnings.check(peer.as_str(), std::time::Instant::now()) {
+            match limit_key {
+                Some(key) => {
+                    if let Some(suppressed) = self.warnings.check(key, std::time::Instant::now()) {
                         log_event(&event, suppressed);
                     }
                 }
@@ -840,6 +843,9 @@ fn log_event(event: &Event, suppressed: u32) {
             warn!(%peer, %chunk, timeouts, pause_s = pause.as_secs(), "chunk request timed out; resting the peer")
         }
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
+        Event::OriginBudgetExceeded { chunk, over_bytes } => {
+            warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")
+        }
     }
 }
 

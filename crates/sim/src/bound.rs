@@ -16,6 +16,13 @@
 //!    min-cut theorem), so T ≥ F / maxflow(s, i). On an uncongested core the max flow is
 //!    min(u_s, d_i) and the term adds nothing to 1; a core graph can make it larger.
 //! 4. The origin node's interface: T ≥ F / nic_origin.
+//!
+//! With an origin egress budget of B bytes (B ≥ F), peers must upload what the origin
+//! does not send: T_B = max{ T, (N·F − B) / U }. Every receiving site takes in at least
+//! F over its downlink, so N·F bytes cross receiving sites' downlinks; at most B of them
+//! left the origin node, and the rest left through an uplink other than the origin
+//! node's: a receiving site's (Σu_i) or, when other nodes share the origin's site, the
+//! origin site's (u_s). U is the sum of those uplinks.
 
 use std::collections::VecDeque;
 
@@ -79,6 +86,24 @@ pub fn lower_bound(scenario: &Scenario) -> LowerBound {
     }
     let seconds = terms.iter().map(|t| t.1).fold(0.0, f64::max);
     LowerBound { seconds, terms }
+}
+
+/// Computes T_B, the bound under an origin egress budget of `budget_bytes`, from the
+/// bound `plain` without one. Without a budget it is `plain`.
+pub fn budget_bound(scenario: &Scenario, plain: &LowerBound, budget_bytes: Option<u64>) -> f64 {
+    let Some(budget) = budget_bytes else {
+        return plain.seconds;
+    };
+    let f = scenario.patch.bytes as f64;
+    let origin = scenario.origin_site();
+    let receivers: Vec<usize> = (0..scenario.sites.len()).filter(|&site| site != origin).collect();
+    let mut uplinks: f64 = receivers.iter().map(|&i| scenario.sites[i].up).sum();
+    if scenario.sites[origin].nodes > 1 {
+        uplinks += scenario.sites[origin].up;
+    }
+    let peer_bytes = (receivers.len() as f64 * f - budget as f64).max(0.0);
+    let term = if uplinks > 0.0 { peer_bytes / uplinks } else if peer_bytes > 0.0 { f64::INFINITY } else { 0.0 };
+    plain.seconds.max(term)
 }
 
 /// Computes the one-way latency from the origin site's LAN to each site's LAN over the shortest

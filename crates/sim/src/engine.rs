@@ -153,6 +153,8 @@ pub struct RunOutcome {
     pub nodes: Vec<NodeOutcome>,
     /// Chunk payload bytes of the first patch the origin node served.
     pub origin_egress_bytes: u64,
+    /// Chunks of the first patch the origin served past its egress budget.
+    pub origin_budget_overruns: u64,
     /// Per site: chunk payload bytes of the first patch that entered over its access
     /// link.
     pub wan_ingress: Vec<u64>,
@@ -203,6 +205,7 @@ pub struct World<'a> {
     next_scenario_event: usize,
     last_recompute: Option<u64>,
     origin_egress: u64,
+    origin_budget_overruns: u64,
     wan_ingress: Vec<u64>,
     wan_egress: Vec<u64>,
     link_bytes: Vec<u64>,
@@ -253,6 +256,9 @@ impl<'a> World<'a> {
                 }
                 if let Some(value) = settings.request_timeout_us {
                     config.request_timeout = Duration::from_micros(value);
+                }
+                if is_origin && strategy == Strategy::Mesh {
+                    config.origin_budget = scenario.origin_budget;
                 }
                 config.validate().map_err(|error| error.to_string())?;
                 let name = PeerId::new(format!("{}/{}", site.name, index));
@@ -305,6 +311,7 @@ impl<'a> World<'a> {
             next_scenario_event: 0,
             last_recompute: None,
             origin_egress: 0,
+            origin_budget_overruns: 0,
             wan_ingress: vec![0; site_count],
             wan_egress: vec![0; site_count],
             link_bytes: vec![0; link_count],
@@ -447,6 +454,7 @@ impl<'a> World<'a> {
             strategy: self.strategy,
             nodes,
             origin_egress_bytes: self.origin_egress,
+            origin_budget_overruns: self.origin_budget_overruns,
             wan_ingress: self.wan_ingress.clone(),
             wan_egress: self.wan_egress.clone(),
             link_bytes,
@@ -540,10 +548,13 @@ impl<'a> World<'a> {
         self.connected[a].insert(b);
         self.connected[b].insert(a);
         let now = self.timestamp();
+        // A real driver measures the round trip with pings; here it is the path's.
+        let rtt = Duration::from_micros(2 * self.network.latency(a, b).unwrap_or(0));
         for (x, y) in [(a, b), (b, a)] {
             let peer = self.nodes[y].name.clone();
             if let Some(core) = self.nodes[x].core.as_mut() {
-                core.handle_peer_connected(now, peer);
+                core.handle_peer_connected(now, peer.clone());
+                core.handle_peer_rtt(now, &peer, rtt);
             }
         }
         self.drain(a);
@@ -617,8 +628,12 @@ impl<'a> World<'a> {
         };
         let mut misbehaved = Vec::new();
         while let Some(event) = core.poll_event() {
-            if let Event::PeerMisbehaved { peer, reason, .. } = event {
-                misbehaved.push((peer, reason));
+            match event {
+                Event::PeerMisbehaved { peer, reason, .. } => misbehaved.push((peer, reason)),
+                Event::OriginBudgetExceeded { chunk, .. } if chunk.patch == self.primary => {
+                    self.origin_budget_overruns += 1;
+                }
+                _ => {}
             }
         }
         for (peer, reason) in misbehaved {

@@ -57,11 +57,14 @@ pub fn simulate(scenario: &Scenario, seed: u64, progress: &mut dyn FnMut(Strateg
         let outcome = world.run(&mut |p| progress(strategy, p));
         results.push(StrategyResult::from_outcome(scenario, &outcome));
     }
+    let origin_budget_bytes = scenario.origin_budget.map(|copies| (copies * scenario.patch.bytes as f64).round() as u64);
     Ok(Report {
         scenario: scenario.name.clone(),
         seed,
         patch_bytes: scenario.patch.bytes,
         lower_bound_s: bound.seconds,
+        origin_budget_bytes,
+        lower_bound_budget_s: bound::budget_bound(scenario, &bound, origin_budget_bytes),
         results,
         bound: Some(bound),
         warnings: scenario.warnings.clone(),

@@ -70,6 +70,7 @@ struct ScenarioFile {
     seed: Option<u64>,
     strategies: Option<Vec<String>>,
     time_limit: Option<String>,
+    origin_budget: Option<f64>,
     patch: PatchSpec,
     #[serde(default)]
     overlay: OverlaySpec,
@@ -356,6 +357,10 @@ pub struct Scenario {
     pub strategies: Vec<Strategy>,
     /// Virtual time after which a strategy's run stops, finished or not.
     pub time_limit_us: u64,
+    /// The origin's egress budget per patch version, in copies of the patch, under the
+    /// mesh strategy; `None` for none. The other strategies have the origin as their
+    /// only source for a site's first copy, so they cannot keep a budget and run without.
+    pub origin_budget: Option<f64>,
     /// The first patch.
     pub patch: PatchPlan,
     /// Peer selection.
@@ -416,6 +421,15 @@ fn unit<T>(context: impl FnOnce() -> String, result: Result<T, UnitError>) -> Re
     result.map_err(|error| ScenarioError::Unit { context: context(), error })
 }
 
+/// Checks an origin budget given in copies of the patch.
+pub fn check_origin_budget(copies: f64) -> Result<f64, String> {
+    if copies.is_finite() && copies > 0.0 {
+        Ok(copies)
+    } else {
+        Err(format!("origin_budget = {copies}: use a positive number of patch copies, such as 1.0"))
+    }
+}
+
 fn check_loss(context: &str, loss: f64) -> Result<f64, ScenarioError> {
     if !(0.0..1.0).contains(&loss) {
         return Err(ScenarioError::Invalid(format!("{context} loss = {loss}: use a fraction from 0 up to, not including, 1")));
@@ -449,6 +463,10 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
     let time_limit_us = unit(|| "time_limit".into(), parse_duration_us(&time_limit_text))?;
 
     let patch = build_patch(&file.patch)?;
+    let origin_budget = match file.origin_budget {
+        Some(copies) => Some(check_origin_budget(copies).map_err(ScenarioError::Invalid)?),
+        None => None,
+    };
     let overlay = Overlay {
         wan_peers: file.overlay.wan_peers.unwrap_or(8),
         lan_peers: file.overlay.lan_peers.unwrap_or(8),
@@ -555,6 +573,7 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
         seed: file.seed.unwrap_or(0),
         strategies,
         time_limit_us,
+        origin_budget,
         patch,
         overlay,
         rate_interval_us,

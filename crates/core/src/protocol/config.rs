@@ -58,6 +58,10 @@ pub struct NodeConfig {
     /// Invalid chunks a peer may send before the node disconnects and bans it.
     /// Default: 3.
     pub max_strikes: u32,
+    /// On the origin: its egress budget per patch version, in copies of the patch
+    /// (chunk payload bytes divided by the patch size). Past it the origin serves only
+    /// chunks no live peer holds. Default: `None`, no budget.
+    pub origin_budget: Option<f64>,
     /// How far in the future a manifest's creation time may lie before the node suspects
     /// a clock error and ignores the manifest. Default: 10 minutes.
     pub max_clock_skew: Duration,
@@ -101,6 +105,7 @@ impl NodeConfig {
             min_request_rate: 16 * 1024,
             max_strikes: 3,
             max_clock_skew: Duration::from_secs(600),
+            origin_budget: None,
         }
     }
 
@@ -126,6 +131,22 @@ impl NodeConfig {
         }
         if self.min_request_rate == 0 {
             return Err(ConfigError { setting: "min_request_rate", value: "0".into(), fix: "use at least 1 byte per second" });
+        }
+        if let Some(copies) = self.origin_budget {
+            if !copies.is_finite() || copies <= 0.0 {
+                return Err(ConfigError {
+                    setting: "origin_budget",
+                    value: copies.to_string(),
+                    fix: "use a positive number of patch copies, such as 1.0",
+                });
+            }
+            if self.role != Role::Origin {
+                return Err(ConfigError {
+                    setting: "origin_budget",
+                    value: copies.to_string(),
+                    fix: "set an egress budget on the origin only",
+                });
+            }
         }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(ConfigError {

@@ -5,6 +5,7 @@
 //! serves.
 //! See the crate documentation for the order in which a driver calls it.
 
+mod budget;
 mod config;
 mod peer;
 mod schedule;
@@ -42,6 +43,9 @@ const COOLDOWN: Duration = Duration::from_secs(15);
 const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// How long after a failed assembly (a full disk, say) the node requests it again.
 const ASSEMBLE_RETRY: Duration = Duration::from_secs(10);
+/// How long a node waits before asking the origin again for chunks it declined for its
+/// egress budget. Peers usually pass such a chunk on well before.
+const ORIGIN_RETRY: Duration = Duration::from_secs(5);
 
 /// An outbound request, chosen by the node and carried by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -198,6 +202,13 @@ pub enum Event {
         /// How long the peer rests.
         pause: Duration,
     },
+    /// The origin served a chunk past its egress budget because no live peer held it.
+    OriginBudgetExceeded {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Payload bytes sent past the budget for this patch version so far.
+        over_bytes: u64,
+    },
     /// A peer sent something invalid.
     PeerMisbehaved {
         /// The peer.
@@ -231,7 +242,7 @@ pub struct Node {
 
 #[derive(Debug)]
 enum Pending {
-    Chunk { peer: PeerId, chunk: ChunkId, deadline: Timestamp },
+    Chunk { peer: PeerId, chunk: ChunkId, deadline: Timestamp, started: Timestamp },
     Body { peer: PeerId, patch: PatchKey, deadline: Timestamp },
 }
 
@@ -303,8 +314,9 @@ impl Node {
             .values()
             .flat_map(|transfer| [transfer.paused_until, transfer.assemble_retry_at])
             .flatten();
+        let origin_retries = self.transfers.values().filter_map(|transfer| transfer.origin_retry_at);
         let cooldowns = self.peers.values().filter(|peer| peer.cooling_down).filter_map(|peer| peer.cooldown_until);
-        request_deadlines.chain(pauses).chain(cooldowns).min()
+        request_deadlines.chain(pauses).chain(origin_retries).chain(cooldowns).min()
     }
 
     // ---- inputs ----
@@ -365,6 +377,15 @@ impl Node {
         self.after_input(now);
     }
 
+    /// The driver measured the round-trip time to `peer`, for example with a ping. The
+    /// node keeps enough requests in flight to it to cover its bandwidth-delay product.
+    pub fn handle_peer_rtt(&mut self, now: Timestamp, peer: &PeerId, rtt: Duration) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.rtt = Some(rtt);
+            self.after_input(now);
+        }
+    }
+
     /// A one-way message from `from`.
     pub fn handle_message(&mut self, now: Timestamp, from: &PeerId, message: Message) {
         if !self.peers.contains_key(from) {
@@ -402,6 +423,16 @@ impl Node {
                     FetchResponse::Declined(DeclineReason::NotFound)
                 } else {
                     let chunk = ChunkId { patch, index };
+                    if self.config.role == Role::Origin
+                        && self.check_origin_budget(from, &chunk) == budget::BudgetVerdict::Decline
+                    {
+                        self.actions.push_back(Action::Respond {
+                            inbound,
+                            response: FetchResponse::Declined(DeclineReason::OriginBudget),
+                        });
+                        self.after_input(now);
+                        return;
+                    }
                     self.account_served(from, &chunk);
                     trace!(peer = %from, %chunk, "serving chunk");
                     self.actions.push_back(Action::ServeChunk { inbound, chunk });
@@ -416,13 +447,27 @@ impl Node {
 
     /// The answer to a chunk request the node made.
     pub fn handle_chunk_outcome(&mut self, now: Timestamp, request: RequestId, outcome: ChunkOutcome) {
-        let Some(Pending::Chunk { peer, chunk, .. }) = self.requests.remove(&request) else {
+        let Some(Pending::Chunk { peer, chunk, started, .. }) = self.requests.remove(&request) else {
             trace!(?request, "outcome for a request no longer tracked");
             return;
         };
+        let concurrent = self.peers.get(&peer).map_or(1, |state| state.in_flight);
         self.release_chunk_request(&peer, &chunk, request);
         match outcome {
-            ChunkOutcome::Stored => self.on_chunk_stored(now, &peer, &chunk),
+            ChunkOutcome::Stored => {
+                let len = self.transfers.get(&chunk.patch).map_or(0, |t| t.announcement.header.chunk_len(chunk.index));
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.record_delivery(u64::from(len), now.saturating_duration_since(started), concurrent);
+                }
+                self.on_chunk_stored(now, &peer, &chunk);
+            }
+            ChunkOutcome::Declined(DeclineReason::OriginBudget) => {
+                // Peers hold the chunk; ask them, and the origin only after a pause.
+                if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
+                    transfer.origin_declined.insert(chunk.index);
+                    transfer.origin_retry_at.get_or_insert(now.saturating_add(ORIGIN_RETRY));
+                }
+            }
             ChunkOutcome::Corrupt { reason } => self.on_corrupt_chunk(&peer, &chunk, reason),
             ChunkOutcome::Declined(_) => {
                 // The peer's advertisement was wrong or stale: forget that bit.

@@ -1,6 +1,6 @@
 //! The state of one patch version on one node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -61,6 +61,15 @@ pub(crate) struct Transfer {
     /// When to ask the driver again to assemble the files, after a failed assembly.
     pub(crate) assemble_retry_at: Option<Timestamp>,
     pub(crate) stats: TransferStats,
+    /// On an origin with an egress budget: the chunks it has sent, each with the last
+    /// peer it went to.
+    pub(crate) origin_sent: HashMap<u32, PeerId>,
+    /// Payload bytes of the chunks not in `origin_sent`.
+    pub(crate) origin_unsent_bytes: u64,
+    /// Chunks the origin declined for its budget; not asked of it again before
+    /// `origin_retry_at`.
+    pub(crate) origin_declined: BTreeSet<u32>,
+    pub(crate) origin_retry_at: Option<Timestamp>,
     pub(crate) accepted_at: Timestamp,
     pub(crate) completed_at: Option<Timestamp>,
 }
@@ -68,6 +77,7 @@ pub(crate) struct Transfer {
 impl Transfer {
     pub(crate) fn new(announcement: Announcement, now: Timestamp) -> Self {
         Transfer {
+            origin_unsent_bytes: announcement.header.total_bytes,
             announcement,
             manifest: None,
             state: TransferState::FetchingBody,
@@ -80,6 +90,9 @@ impl Transfer {
             paused_until: None,
             assemble_retry_at: None,
             stats: TransferStats::default(),
+            origin_sent: HashMap::new(),
+            origin_declined: BTreeSet::new(),
+            origin_retry_at: None,
             accepted_at: now,
             completed_at: None,
         }
