@@ -131,9 +131,11 @@ impl PublicKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         let weak = || KeyError::WeakKey { key: format!("{ALGORITHM_PREFIX}{}", BASE64.encode(bytes)) };
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| weak())?;
-        // A non-canonical y coordinate decompresses to the same point as its canonical
-        // form; requiring the round trip gives each key exactly one accepted encoding.
-        if key.to_bytes() != bytes || key.is_weak() {
+        // A non-canonical y coordinate (y + p for y < 19) decompresses to the same point as
+        // its canonical form. `VerifyingKey::to_bytes` returns the bytes it was given, so
+        // the round trip must recompress the point; that gives each key exactly one
+        // accepted encoding.
+        if key.to_edwards().compress().to_bytes() != bytes || key.is_weak() {
             return Err(weak());
         }
         Ok(PublicKey(bytes))
@@ -244,6 +246,21 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert!(PublicKey::from_bytes(identity).is_err());
+    }
+
+    #[test]
+    fn non_canonical_encoding_of_large_order_point_rejected() {
+        // y = 3 is a point of large order; y = p + 3 encodes the same point. Before the
+        // recompression check both were accepted, so one key holder could be listed,
+        // and counted, twice.
+        let mut canonical = [0u8; 32];
+        canonical[0] = 3;
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xed + 3;
+        non_canonical[31] = 0x7f;
+        assert!(PublicKey::from_bytes(canonical).is_ok());
+        let error = PublicKey::from_bytes(non_canonical).expect_err("non-canonical");
+        assert!(matches!(error, KeyError::WeakKey { .. }), "{error}");
     }
 
     #[test]
