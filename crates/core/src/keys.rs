@@ -9,10 +9,29 @@
 //!
 //! and the public key file beside it (`PATH.pub`) one line, `ed25519:<32 bytes, standard
 //! base64>`, optionally followed by a space and a comment. The same public text form
-//! appears in trust files. The first line of a secret key file names its format version, so
-//! later releases can add, for example, passphrase-encrypted keys.
+//! appears in trust files. The first line of a secret key file names its format, so one
+//! reader takes both plain files and passphrase-encrypted ones ([`EncryptedSecretKey`]):
+//!
+//! ```text
+//! patchmesh-encrypted-secret-key-v1
+//! public: ed25519:<32 bytes, base64>
+//! kdf: argon2id m=<KiB> t=<passes> p=<lanes>
+//! salt: <16 bytes, base64>
+//! check: <32 bytes, base64>
+//! nonce: <24 bytes, base64>
+//! sealed: <48 bytes, base64: the seed and the Poly1305 tag>
+//! ```
+//!
+//! Argon2id stretches the passphrase into 64 bytes: the first 32 key XChaCha20-Poly1305,
+//! which seals the seed; the last 32 key a BLAKE3 MAC (`check`) over the first four lines.
+//! The check tells a wrong passphrase apart from a file altered after it was written; the
+//! first four lines are also the cipher's associated data, so neither can be swapped.
+
+mod encrypted;
 
 use std::fmt;
+
+pub use encrypted::{EncryptedSecretKey, KdfParams, SealError, UnlockError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,6 +41,8 @@ use zeroize::Zeroizing;
 
 /// The first line of a version 1 secret key file.
 pub const SECRET_KEY_HEADER: &str = "patchmesh-secret-key-v1";
+/// The first line of a passphrase-encrypted secret key file.
+pub const ENCRYPTED_KEY_HEADER: &str = "patchmesh-encrypted-secret-key-v1";
 const ALGORITHM_PREFIX: &str = "ed25519:";
 
 /// An ed25519 signing key. Its `Debug` form shows only the public half.
@@ -58,6 +79,9 @@ pub enum KeyError {
         /// The key in text form.
         key: String,
     },
+    /// A passphrase-encrypted key where only a plain one can be used.
+    #[error("the secret key file is passphrase-encrypted; a node identity key must be a plain key (`patchmesh keygen` without --passphrase), while signing commands unlock encrypted keys")]
+    Encrypted,
 }
 
 impl SecretKey {
@@ -97,6 +121,9 @@ impl SecretKey {
     pub fn from_file_text(text: &str) -> Result<Self, KeyError> {
         let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
         let header = lines.next().unwrap_or_default();
+        if header == ENCRYPTED_KEY_HEADER {
+            return Err(KeyError::Encrypted);
+        }
         if header != SECRET_KEY_HEADER {
             return Err(KeyError::Format {
                 text: header.chars().take(40).collect(),
@@ -117,6 +144,27 @@ impl SecretKey {
             reason: format!("secret key seed is {} bytes, expected 32", decoded.len()),
         })?;
         Ok(SecretKey::from_seed(seed))
+    }
+}
+
+/// A secret key file of either format, as signing commands read it.
+#[derive(Debug)]
+pub enum SecretKeyFile {
+    /// A plain key, usable at once.
+    Plain(SecretKey),
+    /// A key that needs its passphrase.
+    Encrypted(EncryptedSecretKey),
+}
+
+impl SecretKeyFile {
+    /// Parses either secret key file format, chosen by the first line.
+    pub fn from_file_text(text: &str) -> Result<Self, KeyError> {
+        let first = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+        if first == ENCRYPTED_KEY_HEADER {
+            EncryptedSecretKey::from_file_text(text).map(SecretKeyFile::Encrypted)
+        } else {
+            SecretKey::from_file_text(text).map(SecretKeyFile::Plain)
+        }
     }
 }
 

@@ -155,7 +155,7 @@ impl TrustPolicy {
         if count > MAX_SIGNATURES {
             return Err(TrustError::TooManySignatures { patch, count });
         }
-        let message = announcement.header.canonical_bytes();
+        let message = announcement.signed_bytes();
         let mut trusted = Vec::new();
         for entry in &announcement.signatures {
             if !self.publishers.contains_key(&entry.key) {
