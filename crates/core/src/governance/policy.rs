@@ -66,7 +66,8 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    const ALL: [RuleKind; 5] = [RuleKind::Approval, RuleKind::Recall, RuleKind::Pause, RuleKind::Resume, RuleKind::Membership];
+    /// Every rule, in canonical order.
+    pub const ALL: [RuleKind; 5] = [RuleKind::Approval, RuleKind::Recall, RuleKind::Pause, RuleKind::Resume, RuleKind::Membership];
 
     /// The rule's name in the trust file.
     pub fn as_str(self) -> &'static str {
