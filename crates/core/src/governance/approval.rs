@@ -150,6 +150,8 @@ impl Approval {
     /// A node receiving an approval by gossip rejects the sender on
     /// [`ApprovalError::BadSignature`] and ignores the other errors, which an honest peer
     /// holding another policy version or manifest can cause.
+    // Approvals arrive a few per manifest, so an error a few hashes long is not worth boxing.
+    #[allow(clippy::result_large_err)]
     pub fn check(&self, policy: &TrustedPolicy, announcement: &Announcement) -> Result<Role, ApprovalError> {
         let expected = announcement.digest();
         if self.patch != announcement.header.patch || self.digest != expected {

@@ -587,7 +587,7 @@ impl SignedPolicy {
             text.push_str("]\n");
         }
         for entry in &self.signatures {
-            text.push_str(&format!("\n[[signature]]\nkey = \"{}\"\nsignature = \"{}\"\n", entry.key, String::from(entry.signature.clone())));
+            text.push_str(&format!("\n[[signature]]\nkey = \"{}\"\nsignature = \"{}\"\n", entry.key, String::from(entry.signature)));
         }
         text
     }
