@@ -1,17 +1,23 @@
-//! `patchmesh`: keys, publishing, the office-node daemon, status, the demo and the
-//! simulator.
+//! `patchmesh`: keys, publishing, rollout governance, the office-node daemon, status,
+//! the demo and the simulator.
 
+mod approve;
 mod demo;
+mod keygen;
 mod keys;
+mod members;
 mod node;
 mod publish;
+mod recall;
 mod sim;
 mod status;
+mod trust;
 mod verify;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use patchmesh_core::governance::ControlAction;
 
 /// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office nodes.
 #[derive(Parser)]
@@ -24,11 +30,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate an ed25519 key pair (secret file mode 0600, public key in PATH.pub).
-    Keygen(keys::KeygenArgs),
+    Keygen(keygen::KeygenArgs),
     /// Chunk, hash and sign files into a manifest; optionally hand it to an origin node.
     Publish(publish::PublishArgs),
     /// Check a manifest's signatures against a trust file, and files against the manifest.
     Verify(verify::VerifyArgs),
+    /// Create, sign, rotate, revoke and check format 2 trust files.
+    Trust(trust::TrustArgs),
+    /// Approve a manifest (a detached signature), or check its approval rule.
+    Approve(approve::ApproveArgs),
+    /// Sign a recall of a patch version: nodes stop installing and serving it for good.
+    Recall(recall::ControlArgs),
+    /// Sign a pause of a patch version's rollout.
+    Pause(recall::ControlArgs),
+    /// Sign a resume of a paused rollout.
+    Resume(recall::ControlArgs),
+    /// Maintain the signed list of nodes allowed in the mesh.
+    Members(members::MembersArgs),
     /// Run an office-node daemon.
     Node(node::NodeArgs),
     /// Show a running node's peers and per-patch progress.
@@ -42,7 +60,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Keygen(args) => keys::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Trust(args) => trust::run(args),
+        Command::Approve(args) => approve::run(args),
+        Command::Recall(args) => recall::run(ControlAction::Recall, args),
+        Command::Pause(args) => recall::run(ControlAction::Pause, args),
+        Command::Resume(args) => recall::run(ControlAction::Resume, args),
+        Command::Members(args) => members::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),

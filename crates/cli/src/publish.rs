@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use patchmesh_core::manifest::{FileName, ManifestBuilder, default_chunk_size};
 use patchmesh_core::{Manifest, PatchId, PatchKey, SecretKey, Timestamp};
 use patchmesh_node::control::{self, ControlRequest, ControlResponse};
-use patchmesh_node::keyfile;
 
 #[derive(clap::Args)]
 pub(crate) struct PublishArgs {
@@ -50,7 +49,7 @@ pub(crate) struct PublishArgs {
 }
 
 pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let key = keyfile::read_secret_key(&args.key)?;
+    let key = crate::keygen::read_signing_key(&args.key)?;
     let now = Timestamp::now_system().as_secs();
     let version = args.version.unwrap_or(now);
     let patch = PatchKey { id: PatchId::new(args.id.clone())?, version };

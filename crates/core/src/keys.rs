@@ -9,10 +9,29 @@
 //!
 //! and the public key file beside it (`PATH.pub`) one line, `ed25519:<32 bytes, standard
 //! base64>`, optionally followed by a space and a comment. The same public text form
-//! appears in trust files. The first line of a secret key file names its format version, so
-//! later releases can add, for example, passphrase-encrypted keys.
+//! appears in trust files. The first line of a secret key file names its format, so one
+//! reader takes both plain files and passphrase-encrypted ones ([`EncryptedSecretKey`]):
+//!
+//! ```text
+//! patchmesh-encrypted-secret-key-v1
+//! public: ed25519:<32 bytes, base64>
+//! kdf: argon2id m=<KiB> t=<passes> p=<lanes>
+//! salt: <16 bytes, base64>
+//! check: <32 bytes, base64>
+//! nonce: <24 bytes, base64>
+//! sealed: <48 bytes, base64: the seed and the Poly1305 tag>
+//! ```
+//!
+//! Argon2id stretches the passphrase into 64 bytes: the first 32 key XChaCha20-Poly1305,
+//! which seals the seed; the last 32 key a BLAKE3 MAC (`check`) over the first four lines.
+//! The check tells a wrong passphrase apart from a file altered after it was written; the
+//! first four lines are also the cipher's associated data, so neither can be swapped.
+
+mod encrypted;
 
 use std::fmt;
+
+pub use encrypted::{EncryptedSecretKey, KdfParams, SealError, UnlockError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,6 +41,8 @@ use zeroize::Zeroizing;
 
 /// The first line of a version 1 secret key file.
 pub const SECRET_KEY_HEADER: &str = "patchmesh-secret-key-v1";
+/// The first line of a passphrase-encrypted secret key file.
+pub const ENCRYPTED_KEY_HEADER: &str = "patchmesh-encrypted-secret-key-v1";
 const ALGORITHM_PREFIX: &str = "ed25519:";
 
 /// An ed25519 signing key. Its `Debug` form shows only the public half.
@@ -58,6 +79,9 @@ pub enum KeyError {
         /// The key in text form.
         key: String,
     },
+    /// A passphrase-encrypted key where only a plain one can be used.
+    #[error("the secret key file is passphrase-encrypted; a node identity key must be a plain key (`patchmesh keygen` without --passphrase), while signing commands unlock encrypted keys")]
+    Encrypted,
 }
 
 impl SecretKey {
@@ -97,6 +121,9 @@ impl SecretKey {
     pub fn from_file_text(text: &str) -> Result<Self, KeyError> {
         let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
         let header = lines.next().unwrap_or_default();
+        if header == ENCRYPTED_KEY_HEADER {
+            return Err(KeyError::Encrypted);
+        }
         if header != SECRET_KEY_HEADER {
             return Err(KeyError::Format {
                 text: header.chars().take(40).collect(),
@@ -120,6 +147,27 @@ impl SecretKey {
     }
 }
 
+/// A secret key file of either format, as signing commands read it.
+#[derive(Debug)]
+pub enum SecretKeyFile {
+    /// A plain key, usable at once.
+    Plain(SecretKey),
+    /// A key that needs its passphrase.
+    Encrypted(EncryptedSecretKey),
+}
+
+impl SecretKeyFile {
+    /// Parses either secret key file format, chosen by the first line.
+    pub fn from_file_text(text: &str) -> Result<Self, KeyError> {
+        let first = text.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+        if first == ENCRYPTED_KEY_HEADER {
+            EncryptedSecretKey::from_file_text(text).map(SecretKeyFile::Encrypted)
+        } else {
+            SecretKey::from_file_text(text).map(SecretKeyFile::Plain)
+        }
+    }
+}
+
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretKey(public {})", self.public())
@@ -131,9 +179,11 @@ impl PublicKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         let weak = || KeyError::WeakKey { key: format!("{ALGORITHM_PREFIX}{}", BASE64.encode(bytes)) };
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| weak())?;
-        // A non-canonical y coordinate decompresses to the same point as its canonical
-        // form; requiring the round trip gives each key exactly one accepted encoding.
-        if key.to_bytes() != bytes || key.is_weak() {
+        // A non-canonical y coordinate (y + p for y < 19) decompresses to the same point as
+        // its canonical form. `VerifyingKey::to_bytes` returns the bytes it was given, so
+        // the round trip must recompress the point; that gives each key exactly one
+        // accepted encoding.
+        if key.to_edwards().compress().to_bytes() != bytes || key.is_weak() {
             return Err(weak());
         }
         Ok(PublicKey(bytes))
@@ -244,6 +294,21 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert!(PublicKey::from_bytes(identity).is_err());
+    }
+
+    #[test]
+    fn non_canonical_encoding_of_large_order_point_rejected() {
+        // y = 3 is a point of large order; y = p + 3 encodes the same point. Before the
+        // recompression check both were accepted, so one key holder could be listed,
+        // and counted, twice.
+        let mut canonical = [0u8; 32];
+        canonical[0] = 3;
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xed + 3;
+        non_canonical[31] = 0x7f;
+        assert!(PublicKey::from_bytes(canonical).is_ok());
+        let error = PublicKey::from_bytes(non_canonical).expect_err("non-canonical");
+        assert!(matches!(error, KeyError::WeakKey { .. }), "{error}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   BLAKE3 hash list that verifies every byte.
 //! - [`keys`] and [`trust`]: ed25519 keys, their file format and the trust file that says
 //!   which keys may publish.
+//! - [`governance`]: the trust policy (roles, thresholds, rotation), approvals, recall and
+//!   pause orders, the membership list, rollout waves and audit records.
 //! - [`wire`]: the messages nodes exchange, shared by every driver.
 //! - [`Node`]: the mesh protocol state machine.
 //!
@@ -36,6 +38,7 @@
 
 pub mod bitfield;
 pub mod encoding;
+pub mod governance;
 pub mod ids;
 pub mod keys;
 pub mod manifest;

@@ -41,6 +41,9 @@ pub enum TrustFileError {
         /// The format found.
         format: u32,
     },
+    /// A format 2 (governance) file, which the node does not enforce yet.
+    #[error("trust file format 2 declares roles and approval rules, which this node does not enforce yet; give the node a format 1 file listing the publishers until it does")]
+    GovernanceFormat,
     /// No publisher listed, so no manifest could ever be accepted.
     #[error("trust file lists no [[publisher]]: add at least one publisher key")]
     NoPublishers,
@@ -103,6 +106,15 @@ struct PublisherEntry {
 impl TrustPolicy {
     /// Parses a trust file.
     pub fn from_toml(text: &str) -> Result<Self, TrustFileError> {
+        #[derive(Deserialize)]
+        struct FormatOnly {
+            format: u32,
+        }
+        // Read the format alone first: a format 2 file has fields format 1 rejects, and
+        // the error should name the format, not the first unknown field.
+        if toml::from_str::<FormatOnly>(text).is_ok_and(|file| file.format == crate::governance::POLICY_FORMAT) {
+            return Err(TrustFileError::GovernanceFormat);
+        }
         let file: TrustFile = toml::from_str(text)?;
         if file.format != TRUST_FORMAT {
             return Err(TrustFileError::UnsupportedFormat { format: file.format });
@@ -140,6 +152,11 @@ impl TrustPolicy {
         text
     }
 
+    /// The publisher keys and their names, as a format 2 trust file imports them.
+    pub fn publishers(&self) -> impl Iterator<Item = (&PublicKey, &str)> {
+        self.publishers.iter().map(|(key, name)| (key, name.as_str()))
+    }
+
     /// The name a publisher key is listed under.
     pub fn publisher_name(&self, key: &PublicKey) -> Option<&str> {
         self.publishers.get(key).map(String::as_str)
@@ -155,7 +172,7 @@ impl TrustPolicy {
         if count > MAX_SIGNATURES {
             return Err(TrustError::TooManySignatures { patch, count });
         }
-        let message = announcement.header.canonical_bytes();
+        let message = announcement.signed_bytes();
         let mut trusted = Vec::new();
         for entry in &announcement.signatures {
             if !self.publishers.contains_key(&entry.key) {
@@ -250,5 +267,11 @@ mod tests {
         let key = SecretKey::from_seed([1; 32]).public();
         let text = format!("format = 1\n[[publisher]]\nname = \"a\"\nkey = \"{key}\"\nrole = \"x\"\n");
         assert!(TrustPolicy::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn governance_format_names_the_gap() {
+        let error = TrustPolicy::from_toml("format = 2\nversion = 1\n").expect_err("format 2");
+        assert!(matches!(error, TrustFileError::GovernanceFormat), "{error}");
     }
 }

@@ -5,8 +5,10 @@ use std::io::{self, Read};
 use super::body::{FileEntry, ManifestBody};
 use super::hash::ContentHash;
 use super::header::{
-    Announcement, ChunkVerification, MANIFEST_FORMAT, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ManifestHeader,
+    Announcement, ChunkVerification, MANIFEST_FORMAT, MANIFEST_FORMAT_PLANNED, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    ManifestHeader,
 };
+use crate::governance::RolloutPlan;
 use super::name::FileName;
 use super::{Manifest, ManifestError};
 use crate::ids::PatchKey;
@@ -37,6 +39,7 @@ pub struct ManifestBuilder {
     /// The bytes of the chunk being filled.
     pending: Vec<u8>,
     total_bytes: u64,
+    plan: Option<RolloutPlan>,
 }
 
 impl ManifestBuilder {
@@ -52,7 +55,15 @@ impl ManifestBuilder {
             chunk_hashes: Vec::new(),
             pending: Vec::with_capacity(chunk_size as usize),
             total_bytes: 0,
+            plan: None,
         })
+    }
+
+    /// Sets the rollout plan, which makes the manifest format
+    /// [`MANIFEST_FORMAT_PLANNED`]. Default: no plan, every site may start at once.
+    pub fn plan(&mut self, plan: RolloutPlan) -> &mut Self {
+        self.plan = Some(plan);
+        self
     }
 
     /// Appends a file, reading it to the end.
@@ -98,8 +109,9 @@ impl ManifestBuilder {
         }
         let body = ManifestBody { files: self.files, chunk_hashes: self.chunk_hashes };
         let body_bytes = body.canonical_bytes();
+        let format = if self.plan.is_some() { MANIFEST_FORMAT_PLANNED } else { MANIFEST_FORMAT };
         let header = ManifestHeader {
-            format: MANIFEST_FORMAT,
+            format,
             patch: self.patch,
             created,
             expires,
@@ -111,6 +123,7 @@ impl ManifestBuilder {
             body_bytes: u32::try_from(body_bytes.len()).unwrap_or(u32::MAX),
             body_hash: ContentHash::of(&body_bytes),
         };
-        Manifest::from_parts(Announcement::unsigned(header), body_bytes)
+        let announcement = Announcement { plan: self.plan, ..Announcement::unsigned(header) };
+        Manifest::from_parts(announcement, body_bytes)
     }
 }

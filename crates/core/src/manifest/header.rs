@@ -5,13 +5,22 @@ use serde::{Deserialize, Serialize};
 use super::hash::{ContentHash, SignatureBytes};
 use super::ManifestError;
 use crate::encoding::CanonicalWriter;
+use crate::governance::RolloutPlan;
 use crate::ids::PatchKey;
 use crate::keys::{PublicKey, SecretKey};
 
-/// The manifest format this release writes and the only one it reads.
+/// The manifest format of an announcement without a rollout plan, as every release writes
+/// it; this release also reads and writes [`MANIFEST_FORMAT_PLANNED`].
 pub const MANIFEST_FORMAT: u32 = 1;
-/// Domain tag of the canonical header encoding, the bytes every signature covers.
+/// The manifest format of an announcement that carries a [`RolloutPlan`]. A separate
+/// format lets releases that know no plans reject such a manifest instead of rolling it
+/// out to every site at once.
+pub const MANIFEST_FORMAT_PLANNED: u32 = 2;
+/// Domain tag of the canonical header encoding of format 1, the bytes every signature
+/// covers.
 pub const HEADER_DOMAIN: &str = "patchmesh/manifest-header/1";
+/// Domain tag of the signed bytes of format 2: the format 1 fields, then the plan.
+pub const HEADER_DOMAIN_PLANNED: &str = "patchmesh/manifest-header/2";
 /// The smallest chunk size a manifest may use, in bytes.
 pub const MIN_CHUNK_SIZE: u32 = 1024;
 /// The largest chunk size a manifest may use, in bytes. A chunk travels as one message,
@@ -51,7 +60,8 @@ impl ChunkVerification {
 /// peer and checks it against `body_hash` before using any of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestHeader {
-    /// The manifest format version, [`MANIFEST_FORMAT`].
+    /// The manifest format version: [`MANIFEST_FORMAT`], or [`MANIFEST_FORMAT_PLANNED`]
+    /// when the announcement carries a rollout plan.
     pub format: u32,
     /// The patch series and the version this manifest describes.
     pub patch: PatchKey,
@@ -76,9 +86,16 @@ pub struct ManifestHeader {
 }
 
 impl ManifestHeader {
-    /// The canonical bytes that signatures cover.
+    /// The canonical bytes of the header fields. For a format 1 announcement these are
+    /// the bytes signatures cover; [`Announcement::signed_bytes`] gives them for both
+    /// formats.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut writer = CanonicalWriter::with_domain(HEADER_DOMAIN);
+        self.write_fields(&mut writer);
+        writer.finish()
+    }
+
+    fn write_fields(&self, writer: &mut CanonicalWriter) {
         writer.put_u32(self.format);
         writer.put_str(self.patch.id.as_str());
         writer.put_u64(self.patch.version);
@@ -91,17 +108,17 @@ impl ManifestHeader {
         writer.put_u8(self.verification.tag());
         writer.put_u32(self.body_bytes);
         writer.put_fixed(&self.body_hash.0);
-        writer.finish()
     }
 
-    /// The BLAKE3 hash of the canonical header: the manifest's identity.
+    /// The BLAKE3 hash of the canonical header fields. For format 1 it equals
+    /// [`Announcement::digest`]; for format 2 only the digest also covers the plan.
     pub fn id_hash(&self) -> ContentHash {
         ContentHash::of(&self.canonical_bytes())
     }
 
     /// Checks the header's fields against each other and the format limits.
     pub fn validate(&self) -> Result<(), ManifestError> {
-        if self.format != MANIFEST_FORMAT {
+        if self.format != MANIFEST_FORMAT && self.format != MANIFEST_FORMAT_PLANNED {
             return Err(ManifestError::UnsupportedFormat { format: self.format });
         }
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
@@ -152,27 +169,67 @@ pub struct ManifestSignature {
 pub struct Announcement {
     /// The signed fields.
     pub header: ManifestHeader,
-    /// Signatures over [`ManifestHeader::canonical_bytes`], at most [`MAX_SIGNATURES`].
+    /// The rollout plan, present exactly when the header's format is
+    /// [`MANIFEST_FORMAT_PLANNED`]; signed with the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<RolloutPlan>,
+    /// Signatures over [`Announcement::signed_bytes`], at most [`MAX_SIGNATURES`].
     pub signatures: Vec<ManifestSignature>,
 }
 
 impl Announcement {
-    /// An announcement with no signatures yet.
+    /// An announcement with no plan and no signatures yet.
     pub fn unsigned(header: ManifestHeader) -> Self {
-        Announcement { header, signatures: Vec::new() }
+        Announcement { header, plan: None, signatures: Vec::new() }
+    }
+
+    /// The bytes every signature covers: the canonical header for format 1, and for any
+    /// announcement carrying a plan the header fields under [`HEADER_DOMAIN_PLANNED`]
+    /// followed by the plan. A plan attached to a format 1 announcement therefore changes
+    /// the signed bytes, and the publisher's signature no longer verifies.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        if self.plan.is_none() && self.header.format == MANIFEST_FORMAT {
+            return self.header.canonical_bytes();
+        }
+        let mut writer = CanonicalWriter::with_domain(HEADER_DOMAIN_PLANNED);
+        self.header.write_fields(&mut writer);
+        match &self.plan {
+            None => writer.put_u8(0),
+            Some(plan) => {
+                writer.put_u8(1);
+                plan.write_canonical(&mut writer);
+            }
+        }
+        writer.finish()
+    }
+
+    /// The BLAKE3 hash of [`Announcement::signed_bytes`]: what approvals sign. It binds the
+    /// patch id and version, the content hashes, the expiry and the plan.
+    pub fn digest(&self) -> ContentHash {
+        ContentHash::of(&self.signed_bytes())
+    }
+
+    /// Checks the header and that a plan is present exactly in format 2, and valid.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        self.header.validate()?;
+        match (&self.plan, self.header.format == MANIFEST_FORMAT_PLANNED) {
+            (None, false) => Ok(()),
+            (Some(plan), true) => plan.validate().map_err(ManifestError::Plan),
+            (plan, _) => Err(ManifestError::PlanFormat { format: self.header.format, has_plan: plan.is_some() }),
+        }
     }
 
     /// Adds a signature by `key`, replacing an earlier one by the same key.
     pub fn sign(&mut self, key: &SecretKey) {
         let public = key.public();
-        let signature = SignatureBytes(key.sign(&self.header.canonical_bytes()));
+        let signature = SignatureBytes(key.sign(&self.signed_bytes()));
         self.signatures.retain(|entry| entry.key != public);
         self.signatures.push(ManifestSignature { key: public, signature });
     }
 
     /// The distinct keys whose signature verifies, strictly, over this header.
     pub fn valid_signers(&self) -> Vec<PublicKey> {
-        let message = self.header.canonical_bytes();
+        let message = self.signed_bytes();
         let mut signers: Vec<PublicKey> = self
             .signatures
             .iter()

@@ -23,12 +23,13 @@ pub use body::{BODY_DOMAIN, FileEntry, ManifestBody};
 pub use builder::{ManifestBuilder, default_chunk_size};
 pub use hash::{ContentHash, InvalidHash, SignatureBytes};
 pub use header::{
-    Announcement, ChunkVerification, HEADER_DOMAIN, MANIFEST_FORMAT, MAX_BODY_BYTES, MAX_CHUNK_COUNT,
+    Announcement, ChunkVerification, HEADER_DOMAIN, HEADER_DOMAIN_PLANNED, MANIFEST_FORMAT, MANIFEST_FORMAT_PLANNED, MAX_BODY_BYTES, MAX_CHUNK_COUNT,
     MAX_CHUNK_SIZE, MAX_FILE_COUNT, MAX_SIGNATURES, MIN_CHUNK_SIZE, ManifestHeader, ManifestSignature,
 };
 pub use name::{COMPONENT_MAX_LEN, FILE_NAME_MAX_LEN, FileName, InvalidFileName};
 
 use crate::encoding::DecodeError;
+use crate::governance::{PlanError, RolloutPlan};
 use crate::ids::PatchKey;
 
 /// A manifest that is not internally consistent. Signature trust is checked separately, by
@@ -36,7 +37,7 @@ use crate::ids::PatchKey;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// A format version this release cannot read.
-    #[error("unsupported manifest format {format}: this release reads format {MANIFEST_FORMAT}; upgrade patchmesh")]
+    #[error("unsupported manifest format {format}: this release reads formats {MANIFEST_FORMAT} and {MANIFEST_FORMAT_PLANNED}; upgrade patchmesh")]
     UnsupportedFormat {
         /// The format found.
         format: u32,
@@ -96,6 +97,17 @@ pub enum ManifestError {
     /// A file name that breaks the grammar.
     #[error(transparent)]
     FileName(#[from] InvalidFileName),
+    /// A rollout plan in a format that has none, or none in the format that needs one.
+    #[error("manifest format {format} {}", if *has_plan { "carries a rollout plan, which only format 2 may" } else { "needs a rollout plan and carries none" })]
+    PlanFormat {
+        /// The header's format.
+        format: u32,
+        /// Whether a plan was present.
+        has_plan: bool,
+    },
+    /// A rollout plan that breaks its limits.
+    #[error("invalid rollout plan: {0}")]
+    Plan(PlanError),
     /// Canonical bytes that do not decode.
     #[error("invalid manifest encoding: {0}")]
     Decode(#[from] DecodeError),
@@ -168,6 +180,8 @@ pub struct Manifest {
 struct ManifestFile {
     format: u32,
     header: ManifestHeader,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<RolloutPlan>,
     signatures: Vec<ManifestSignature>,
     files: Vec<FileEntry>,
     chunk_hashes: Vec<ContentHash>,
@@ -176,8 +190,8 @@ struct ManifestFile {
 impl Manifest {
     /// Checks that `body_bytes` is the body `announcement` commits to and that both agree.
     pub fn from_parts(announcement: Announcement, body_bytes: Vec<u8>) -> Result<Self, ManifestError> {
+        announcement.validate()?;
         let header = &announcement.header;
-        header.validate()?;
         let actual = ContentHash::of(&body_bytes);
         if actual != header.body_hash || body_bytes.len() != header.body_bytes as usize {
             return Err(ManifestError::BodyMismatch {
@@ -200,19 +214,22 @@ impl Manifest {
     /// Parses the JSON file form and checks consistency.
     pub fn from_json(text: &str) -> Result<Self, ManifestError> {
         let file: ManifestFile = serde_json::from_str(text)?;
-        if file.format != MANIFEST_FORMAT {
+        // The file's format is the header's: a reader that knows only format 1 stops at the
+        // first field instead of silently dropping a plan it does not understand.
+        if file.format != file.header.format {
             return Err(ManifestError::UnsupportedFormat { format: file.format });
         }
         let body = ManifestBody { files: file.files, chunk_hashes: file.chunk_hashes };
-        let announcement = Announcement { header: file.header, signatures: file.signatures };
+        let announcement = Announcement { header: file.header, plan: file.plan, signatures: file.signatures };
         Manifest::from_body(announcement, &body)
     }
 
     /// The JSON file form, pretty-printed.
     pub fn to_json(&self) -> String {
         let file = ManifestFile {
-            format: MANIFEST_FORMAT,
+            format: self.announcement.header.format,
             header: self.announcement.header.clone(),
+            plan: self.announcement.plan.clone(),
             signatures: self.announcement.signatures.clone(),
             files: self.body.files.clone(),
             chunk_hashes: self.body.chunk_hashes.clone(),
@@ -230,6 +247,11 @@ impl Manifest {
     /// Adds or replaces a signature by `key`.
     pub fn sign(&mut self, key: &crate::SecretKey) {
         self.announcement.sign(key);
+    }
+
+    /// The rollout plan, if the publisher set one.
+    pub fn plan(&self) -> Option<&RolloutPlan> {
+        self.announcement.plan.as_ref()
     }
 
     /// The signed header.
