@@ -37,6 +37,7 @@
 //! made it durable; the simulator, which moves no bytes, reports outcomes it models.
 
 pub mod bitfield;
+pub mod caps;
 pub mod encoding;
 pub mod governance;
 pub mod ids;
@@ -46,6 +47,7 @@ pub mod protocol;
 pub mod rng;
 pub mod time;
 pub mod trust;
+pub mod units;
 pub mod wire;
 
 pub use bitfield::Bitfield;

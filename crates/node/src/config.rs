@@ -12,6 +12,18 @@
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
 //! disk_budget = "20GiB"                 # remove superseded patch versions past this
 //! max_strikes = 3                       # invalid chunks before a peer is banned
+//! origin_budget = 1.0                   # origin only: egress per patch version, in copies
+//!
+//! [caps]                                # bandwidth caps, paced on this node's sockets
+//! time_zone = "Europe/London"           # windows are local wall-clock time; default UTC
+//! link_up = "20Mbit/s"                  # the site's WAN link, for rates given in %
+//! link_down = "50Mbit/s"
+//! site_nodes = 2                        # nodes sharing the site caps, split evenly
+//! upload = { rate = "10Mbit/s" }        # this node's own caps
+//! download = { rate = "40Mbit/s" }
+//! [caps.site_upload]                    # the site's WAN cap; this node takes 1/site_nodes
+//! rate = "100%"
+//! window = [{ days = "mon-fri", from = "08:00", to = "18:00", rate = "20%" }]
 //!
 //! [fault_injection]                     # testing only: make this node misbehave
 //! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
@@ -22,6 +34,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use patchmesh_core::caps::{CapSchedule, CapSpec};
+use patchmesh_core::units::parse_rate;
 use serde::Deserialize;
 
 /// The longest path a Unix domain socket address can hold on Linux, in bytes.
@@ -57,6 +71,12 @@ pub struct NodeSettings {
     /// Invalid chunks a peer may send before this node bans it; `None` keeps the core's
     /// default of 3.
     pub max_strikes: Option<u32>,
+    /// On the origin: its egress budget per patch version, in copies of the patch.
+    pub origin_budget: Option<f64>,
+    /// Caps on the bytes this node sends; the lowest applies at each instant.
+    pub upload_caps: Vec<CapSchedule>,
+    /// Caps on the bytes this node receives; the lowest applies at each instant.
+    pub download_caps: Vec<CapSchedule>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
 }
@@ -94,7 +114,24 @@ struct RawSettings {
     #[serde(default)]
     max_strikes: Option<u32>,
     #[serde(default)]
+    origin_budget: Option<f64>,
+    #[serde(default)]
+    caps: CapsSpec,
+    #[serde(default)]
     fault_injection: FaultInjection,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapsSpec {
+    time_zone: Option<String>,
+    link_up: Option<String>,
+    link_down: Option<String>,
+    site_nodes: Option<u32>,
+    upload: Option<CapSpec>,
+    download: Option<CapSpec>,
+    site_upload: Option<CapSpec>,
+    site_download: Option<CapSpec>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -191,6 +228,15 @@ impl NodeSettings {
                 format!("a Unix socket path may have at most {UNIX_SOCKET_PATH_MAX} bytes; set a shorter control_socket"),
             ));
         }
+        if let Some(copies) = raw.origin_budget {
+            if !raw.origin {
+                return Err(value_error("origin_budget", &copies.to_string(), "set it on the origin only (origin = true)".into()));
+            }
+            if !copies.is_finite() || copies <= 0.0 {
+                return Err(value_error("origin_budget", &copies.to_string(), "use a positive number of patch copies, such as 1.0".into()));
+            }
+        }
+        let (upload_caps, download_caps) = resolve_caps(&raw.caps).map_err(|(key, value, fix)| value_error(key, &value, fix))?;
         Ok(NodeSettings {
             site: raw.site,
             data_dir,
@@ -211,9 +257,45 @@ impl NodeSettings {
                 Some(0) => return Err(value_error("max_strikes", "0", "use at least 1".into())),
                 other => other,
             },
+            origin_budget: raw.origin_budget,
+            upload_caps,
+            download_caps,
             fault_injection: raw.fault_injection,
         })
     }
+}
+
+/// Resolves the `[caps]` table into upload and download schedules, or names the key,
+/// the value and the fix.
+fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>), (&'static str, String, String)> {
+    let zone = spec.time_zone.as_deref().unwrap_or("UTC");
+    let link = |key: &'static str, text: &Option<String>| -> Result<Option<f64>, (&'static str, String, String)> {
+        text.as_deref()
+            .map(|text| parse_rate(text).map(|rate| rate.bytes_per_second()).map_err(|error| (key, text.to_string(), error.reason)))
+            .transpose()
+    };
+    let link_up = link("caps.link_up", &spec.link_up)?;
+    let link_down = link("caps.link_down", &spec.link_down)?;
+    let site_nodes = match spec.site_nodes {
+        Some(0) => return Err(("caps.site_nodes", "0".into(), "use the number of nodes at this site, at least 1".into())),
+        Some(count) => count,
+        None => 1,
+    };
+    let resolve = |key: &'static str, cap: &Option<CapSpec>, link: Option<f64>, share: f64| {
+        cap.as_ref()
+            .map(|cap| {
+                CapSchedule::from_spec(cap, link, zone).map(|schedule| schedule.scaled(share)).map_err(|error| {
+                    let value = if matches!(error, patchmesh_core::caps::CapError::TimeZone { .. }) { zone.to_string() } else { format!("{cap:?}") };
+                    (key, value, error.to_string())
+                })
+            })
+            .transpose()
+    };
+    let share = 1.0 / f64::from(site_nodes);
+    let upload = [resolve("caps.upload", &spec.upload, link_up, 1.0)?, resolve("caps.site_upload", &spec.site_upload, link_up, share)?];
+    let download =
+        [resolve("caps.download", &spec.download, link_down, 1.0)?, resolve("caps.site_download", &spec.site_download, link_down, share)?];
+    Ok((upload.into_iter().flatten().collect(), download.into_iter().flatten().collect()))
 }
 
 /// Parses sizes such as `512KiB`, `20GiB`, `1.5TB` into bytes. Binary (KiB, MiB, GiB,
@@ -281,6 +363,30 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("line 2"), "{message}");
         assert!(message.contains("column"), "{message}");
+    }
+
+    #[test]
+    fn caps_split_site_share() {
+        let text = format!(
+            "{MINIMAL}[caps]\ntime_zone = \"Europe/London\"\nlink_up = \"20Mbit/s\"\nsite_nodes = 2\n[caps.site_upload]\nrate = \"50%\"\n"
+        );
+        let settings = parse(&text).expect("parse");
+        let rate = settings.upload_caps[0].rate_at(patchmesh_core::Timestamp::EPOCH).expect("capped");
+        assert!((rate - 20e6 / 8.0 * 0.5 / 2.0).abs() < 1e-6, "{rate} bytes/s");
+    }
+
+    #[test]
+    fn bad_caps_rejected() {
+        let cases = [
+            ("[caps]\ntime_zone = \"Atlantis/Capital\"\nupload = { rate = \"1Mbit/s\" }\n", "Atlantis/Capital"),
+            ("[caps]\nupload = { rate = \"20%\" }\n", "link speed"),
+            ("[caps]\nsite_nodes = 0\n", "site_nodes"),
+            ("origin_budget = 1.0\n", "origin only"),
+        ];
+        for (extra, expected) in cases {
+            let error = parse(&format!("{MINIMAL}{extra}")).expect_err("invalid caps").to_string();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, Swarm, identity, noise, tcp, yamux};
+use libp2p::{Multiaddr, Swarm, identity, noise, ping, tcp, yamux};
 use patchmesh_core::protocol::{BodyOutcome, InboundId, RequestId};
 use patchmesh_core::wire::{ANNOUNCE_TOPIC, DeclineReason, FetchRequest, FetchResponse, Message};
 use patchmesh_core::{
@@ -28,6 +28,7 @@ use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
 use crate::keyfile;
+use crate::pacing::{Paced, Pacer};
 use crate::log_limit::WarnLimiter;
 use crate::store::{ChunkStore, WriteChunkError};
 
@@ -115,15 +116,19 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     if let Some(max_strikes) = settings.max_strikes {
         config.max_strikes = max_strikes;
     }
+    config.origin_budget = settings.origin_budget;
+    config.validate().map_err(|error| DaemonError::Network(error.to_string()))?;
     let request_timeout = config.request_timeout;
     let node = Node::new(PeerId::new(local_peer.to_base58()), config, trust.clone());
 
     let idle = settings.idle_connection_timeout;
+    let upload = Pacer::new(settings.upload_caps.clone());
+    let download = Pacer::new(settings.download_caps.clone());
     let behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
         .map_err(|error| DaemonError::Network(error.to_string()))?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|key| paced_tcp(key, upload, download))
         .map_err(|error| DaemonError::Network(error.to_string()))?
         .with_behaviour(|_| behaviour)
         .map_err(|error| DaemonError::Network(error.to_string()))?
@@ -350,6 +355,10 @@ impl Daemon {
 
     fn on_behaviour_event(&mut self, now: Timestamp, event: BehaviourEvent) {
         match event {
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
+                self.node.handle_peer_rtt(now, &PeerId::new(peer.to_base58()), rtt);
+                self.pump();
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 let acceptance = self.on_gossip(now, &propagation_source, &message.data);
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
@@ -825,6 +834,27 @@ fn decode_announcement(data: &[u8]) -> Result<Announcement, String> {
 
 /// Logs a core event; `suppressed` counts earlier warnings for the same peer that the
 /// rate limit held back.
+/// TCP with noise and yamux, paced on the raw socket so caps count every byte the
+/// node sends or receives, protocol framing included.
+fn paced_tcp(
+    key: &identity::Keypair,
+    upload: std::sync::Arc<Pacer>,
+    download: std::sync::Arc<Pacer>,
+) -> Result<
+    libp2p::core::transport::Boxed<(libp2p::PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport;
+    let noise = noise::Config::new(key)?;
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .map(move |stream, _| Paced::new(stream, upload.clone(), download.clone()))
+        .upgrade(libp2p::core::upgrade::Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
 fn log_event(event: &Event, suppressed: u32) {
     match event {
         Event::ManifestAccepted { patch, from } => info!(%patch, from = ?from.as_ref().map(PeerId::as_str), "manifest accepted"),

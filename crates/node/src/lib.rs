@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod keyfile;
 mod log_limit;
+mod pacing;
 pub mod store;
 
 pub use config::NodeSettings;

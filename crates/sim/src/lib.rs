@@ -27,7 +27,7 @@ pub mod network;
 mod overlay;
 pub mod report;
 pub mod scenario;
-pub mod units;
+pub use patchmesh_core::units;
 
 pub use bound::{LowerBound, lower_bound};
 pub use engine::{Progress, RunOutcome, World};

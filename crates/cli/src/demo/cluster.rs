@@ -49,7 +49,7 @@ pub(crate) struct Cluster {
 /// Writes keys, the trust file and one config per node under `root`.
 ///
 /// Returns the publisher's key and the nodes, origin first.
-pub(crate) fn prepare(root: &Path, offices: usize) -> anyhow::Result<(patchmesh_core::SecretKey, Vec<DemoNode>)> {
+pub(crate) fn prepare(root: &Path, offices: usize, origin_budget: Option<f64>) -> anyhow::Result<(patchmesh_core::SecretKey, Vec<DemoNode>)> {
     let keys = root.join("keys");
     fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
     let publisher = generate_key()?;
@@ -69,6 +69,10 @@ pub(crate) fn prepare(root: &Path, offices: usize) -> anyhow::Result<(patchmesh_
              listen = [\"/ip4/127.0.0.1/tcp/0\"]\norigin = {origin}\ncontrol_socket = \"control.sock\"\n",
             trust_path.display()
         );
+        let config = match origin_budget {
+            Some(copies) if origin => format!("{config}origin_budget = {copies}\n"),
+            _ => config,
+        };
         fs::write(dir.join("node.toml"), config).with_context(|| format!("cannot write the config in {}", dir.display()))?;
         let socket = dir.join("control.sock");
         nodes.push(DemoNode { name, dir, socket, address: None, child: None });

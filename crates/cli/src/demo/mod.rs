@@ -38,6 +38,10 @@ pub(crate) struct DemoArgs {
     /// Write a JSON summary to PATH, or `-` for standard output.
     #[arg(long)]
     json: Option<String>,
+    /// Give the origin an egress budget of this many patch copies, such as 1.0. Past it
+    /// the origin serves only chunks no office holds.
+    #[arg(long, value_name = "COPIES")]
+    origin_budget: Option<String>,
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -60,11 +64,12 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bail!("--file {} is not a regular file; give the file to roll out", file.display());
     }
     let patch_bytes = metadata.len();
+    let origin_budget = args.origin_budget.as_deref().map(crate::parse_origin_budget).transpose()?;
     let root = prepare_data_dir(args.data_dir)?;
     eprintln!("demo data dir: {} (kept after exit)", root.display());
 
     let offices = usize::from(args.offices);
-    let (publisher, nodes) = cluster::prepare(&root, offices)?;
+    let (publisher, nodes) = cluster::prepare(&root, offices, origin_budget)?;
     let mut cluster = Cluster::start(nodes)?;
     cluster.wait_listening(Duration::from_secs(30))?;
     cluster.connect_all().await?;
@@ -132,7 +137,8 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     progress.finish_and_clear();
 
-    let summary = Summary::build(&cluster, &statuses, &patch, &file, patch_bytes, published_at, finished)?;
+    let mut summary = Summary::build(&cluster, &statuses, &patch, &file, patch_bytes, published_at, finished)?;
+    summary.origin_budget_bytes = origin_budget.map(|copies| (copies * patch_bytes as f64).round() as u64);
     cluster.stop();
     summary.print_table(&key);
     if let Some(target) = &args.json {

@@ -22,6 +22,10 @@ pub(crate) struct Summary {
     pub(crate) makespan_s: Option<f64>,
     /// Chunk payload bytes the origin served (framing and gossip excluded).
     pub(crate) origin_egress_bytes: u64,
+    /// The origin's egress budget in bytes; `null` without one.
+    pub(crate) origin_budget_bytes: Option<u64>,
+    /// Chunk payload bytes offices received from other offices, summed.
+    pub(crate) bytes_from_peers: u64,
     pub(crate) nodes: Vec<NodeSummary>,
 }
 
@@ -90,7 +94,17 @@ impl Summary {
         } else {
             None
         };
-        Ok(Summary { offices: nodes.len(), patch_bytes, all_verified, makespan_s, origin_egress_bytes, nodes })
+        let bytes_from_peers = nodes.iter().map(|node| node.bytes_from_peers).sum();
+        Ok(Summary {
+            offices: nodes.len(),
+            patch_bytes,
+            all_verified,
+            makespan_s,
+            origin_egress_bytes,
+            origin_budget_bytes: None,
+            bytes_from_peers,
+            nodes,
+        })
     }
 
     pub(crate) fn print_table(&self, patch: &str) {
@@ -109,6 +123,10 @@ impl Summary {
             None => eprintln!("NOT every office verified"),
         }
         eprintln!("origin egress: {} bytes ({copies:.2} copies of the patch)", self.origin_egress_bytes);
+        if let Some(budget) = self.origin_budget_bytes {
+            eprintln!("origin budget: {budget} bytes");
+        }
+        eprintln!("bytes from other offices: {}", self.bytes_from_peers);
     }
 }
 

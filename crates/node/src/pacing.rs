@@ -1,0 +1,220 @@
+//! Pacing socket bytes to the configured bandwidth caps.
+//!
+//! Each direction has one token bucket shared by every connection of the node. Its rate
+//! follows the cap schedules (the node's own cap and its share of the site's WAN cap,
+//! whichever is lower, re-read every second), and its depth is 4% of one second's
+//! allowance, so no 1-second window carries more than 1.04 times the cap. The wrapper
+//! sits directly on the TCP stream, below noise and yamux, so the cap includes their
+//! framing and every protocol message.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncRead, AsyncWrite};
+use patchmesh_core::Timestamp;
+use patchmesh_core::caps::CapSchedule;
+
+/// The bucket depth as a share of one second's allowance.
+const BURST_SHARE: f64 = 0.04;
+/// The smallest grant worth a write, in bytes, unless the bucket is smaller.
+const MIN_GRANT: f64 = 512.0;
+/// How often the rate is read again from the schedules.
+const RATE_REFRESH: Duration = Duration::from_secs(1);
+
+/// A token bucket for one direction.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    schedules: Vec<CapSchedule>,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Bytes that may pass now.
+    tokens: f64,
+    /// Bytes per second, or `None` when uncapped.
+    rate: Option<f64>,
+    refilled: Instant,
+    rate_read: Option<Instant>,
+}
+
+impl Pacer {
+    /// A pacer whose rate is the lowest of `schedules` at each instant; uncapped when
+    /// every schedule is.
+    pub(crate) fn new(schedules: Vec<CapSchedule>) -> Arc<Pacer> {
+        let bucket = Bucket { tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
+        Arc::new(Pacer { schedules, state: Mutex::new(bucket) })
+    }
+
+    /// Grants up to `want` bytes now, or returns how long to wait for some.
+    fn take(&self, want: usize) -> Result<usize, Duration> {
+        let now = Instant::now();
+        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if bucket.rate_read.is_none_or(|read| now.duration_since(read) >= RATE_REFRESH) {
+            let wall = Timestamp::now_system();
+            bucket.rate = self.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
+            bucket.rate_read = Some(now);
+        }
+        let Some(rate) = bucket.rate else {
+            return Ok(want);
+        };
+        let depth = rate * BURST_SHARE;
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(depth);
+        bucket.refilled = now;
+        let floor = MIN_GRANT.min(depth);
+        if bucket.tokens >= floor || bucket.tokens >= want as f64 {
+            let grant = (bucket.tokens as usize).min(want).max(1);
+            bucket.tokens -= grant as f64;
+            return Ok(grant);
+        }
+        let missing = floor.min(want as f64) - bucket.tokens;
+        Err(Duration::from_secs_f64(missing / rate).max(Duration::from_micros(100)))
+    }
+
+    /// Returns `bytes` granted but not used.
+    fn refund(&self, bytes: usize) {
+        if bytes > 0 {
+            let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            bucket.tokens += bytes as f64;
+        }
+    }
+}
+
+/// A stream whose reads and writes are paced.
+pub(crate) struct Paced<S> {
+    inner: S,
+    upload: Arc<Pacer>,
+    download: Arc<Pacer>,
+    write_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    read_wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Paced<S> {
+    pub(crate) fn new(inner: S, upload: Arc<Pacer>, download: Arc<Pacer>) -> Self {
+        Paced { inner, upload, download, write_wait: None, read_wait: None }
+    }
+}
+
+/// Waits out `wait` if set; `Pending` until it has passed.
+fn poll_wait(wait: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    if let Some(sleep) = wait.as_mut() {
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *wait = None;
+    }
+    Poll::Ready(())
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Paced<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            if poll_wait(&mut this.write_wait, cx).is_pending() {
+                return Poll::Pending;
+            }
+            match this.upload.take(buf.len()) {
+                Ok(grant) => {
+                    let result = Pin::new(&mut this.inner).poll_write(cx, &buf[..grant]);
+                    let used = match &result {
+                        Poll::Ready(Ok(written)) => *written,
+                        _ => 0,
+                    };
+                    this.upload.refund(grant - used);
+                    return result;
+                }
+                Err(wait) => this.write_wait = Some(Box::pin(tokio::time::sleep(wait))),
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Paced<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            if poll_wait(&mut this.read_wait, cx).is_pending() {
+                return Poll::Pending;
+            }
+            match this.download.take(buf.len()) {
+                Ok(grant) => {
+                    let result = Pin::new(&mut this.inner).poll_read(cx, &mut buf[..grant]);
+                    let used = match &result {
+                        Poll::Ready(Ok(read)) => *read,
+                        _ => 0,
+                    };
+                    this.download.refund(grant - used);
+                    return result;
+                }
+                Err(wait) => this.read_wait = Some(Box::pin(tokio::time::sleep(wait))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use libp2p::tcp::tokio::TcpStream;
+
+    /// Writes as fast as the pacer allows over a real loopback socket for 3 s and
+    /// checks every 1-second window of received bytes, sampled every 50 ms.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_cap_holds_every_window() {
+        const RATE: f64 = 2_000_000.0;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let reader = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut socket = TcpStream(socket);
+            let start = Instant::now();
+            let mut samples = vec![(0.0f64, 0u64)];
+            let mut total = 0u64;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let read = socket.read(&mut buf).await.expect("read");
+                if read == 0 {
+                    break;
+                }
+                total += read as u64;
+                samples.push((start.elapsed().as_secs_f64(), total));
+            }
+            samples
+        });
+        let socket = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let upload = Pacer::new(vec![CapSchedule::constant(RATE)]);
+        let download = Pacer::new(Vec::new());
+        let mut paced = Paced::new(TcpStream(socket), upload, download);
+        let chunk = vec![7u8; 256 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            paced.write_all(&chunk).await.expect("write");
+        }
+        paced.close().await.expect("close");
+        let samples = reader.await.expect("reader");
+        let mut worst = 0.0f64;
+        for (index, &(start, before)) in samples.iter().enumerate() {
+            let within = samples[index..].iter().take_while(|(time, _)| *time <= start + 1.0).last();
+            if let Some(&(_, after)) = within {
+                worst = worst.max((after - before) as f64);
+            }
+        }
+        assert!(worst <= RATE * 1.05, "a 1-second window carried {worst} bytes, cap {RATE}");
+        let total = samples.last().map_or(0, |sample| sample.1) as f64;
+        assert!(total >= RATE * 2.5, "only {total} bytes in 3 s: the pacer is far below its cap");
+    }
+}
