@@ -93,6 +93,8 @@ enum Ev {
     Response { from: usize, to: usize, epoch: u64, request: RequestId, outcome: Outcome },
     Timer { node: usize },
     Scenario(usize),
+    /// A cap window starts or ends somewhere.
+    Caps,
 }
 
 /// A queue entry; the event itself waits in a slab so the heap moves 24 bytes, not a
@@ -162,6 +164,8 @@ pub struct RunOutcome {
     pub wan_egress: Vec<u64>,
     /// Per access and core link: (name, bytes carried in each direction), all patches.
     pub link_bytes: Vec<(String, u64, u64)>,
+    /// Per capped access link direction: its load and its cap over time.
+    pub cap_traces: Vec<CapTrace>,
     /// Per later patch: (patch id, microseconds until every running node held it), if
     /// it finished.
     pub later_patches: Vec<(String, Option<u64>)>,
@@ -169,6 +173,20 @@ pub struct RunOutcome {
     pub end_us: u64,
     /// Events processed.
     pub events: u64,
+}
+
+/// The load and the cap of one capped access link direction, each a step function of
+/// virtual time: (microseconds, bytes per second from then on).
+#[derive(Clone, Debug)]
+pub struct CapTrace {
+    /// The site's index.
+    pub site: usize,
+    /// The uplink when true.
+    pub up: bool,
+    /// The sum of the rates of the flows on the link, after each change.
+    pub load: Vec<(u64, f64)>,
+    /// The link's capacity, after each change.
+    pub cap: Vec<(u64, f64)>,
 }
 
 /// One strategy's simulation.
@@ -206,6 +224,7 @@ pub struct World<'a> {
     last_recompute: Option<u64>,
     origin_egress: u64,
     origin_budget_overruns: u64,
+    cap_traces: Vec<CapTrace>,
     wan_ingress: Vec<u64>,
     wan_egress: Vec<u64>,
     link_bytes: Vec<u64>,
@@ -312,6 +331,7 @@ impl<'a> World<'a> {
             last_recompute: None,
             origin_egress: 0,
             origin_budget_overruns: 0,
+            cap_traces: Vec::new(),
             wan_ingress: vec![0; site_count],
             wan_egress: vec![0; site_count],
             link_bytes: vec![0; link_count],
@@ -349,6 +369,7 @@ impl<'a> World<'a> {
                 self.start_node(index);
             }
         }
+        self.apply_caps();
         let primary = self.manifests[&self.primary].clone();
         self.publish(primary);
 
@@ -366,6 +387,7 @@ impl<'a> World<'a> {
             if dirty && next_event.is_none_or(|at| at > self.now) && self.now >= recompute_at {
                 self.network.flows.recompute(self.now);
                 self.last_recompute = Some(self.now);
+                self.record_cap_loads();
             }
             let pending_recompute = (self.network.flows.is_dirty()).then_some(recompute_at.max(self.now));
             let next_flow = self.network.flows.next_completion();
@@ -455,6 +477,7 @@ impl<'a> World<'a> {
             nodes,
             origin_egress_bytes: self.origin_egress,
             origin_budget_overruns: self.origin_budget_overruns,
+            cap_traces: self.cap_traces.clone(),
             wan_ingress: self.wan_ingress.clone(),
             wan_egress: self.wan_egress.clone(),
             link_bytes,
@@ -859,6 +882,7 @@ impl<'a> World<'a> {
                     }
                 self.drain(node);
             }
+            Ev::Caps => self.apply_caps(),
             Ev::Scenario(index) => {
                 self.next_scenario_event = index + 1;
                 let event = self.scenario.events[index].kind.clone();
@@ -944,6 +968,54 @@ impl<'a> World<'a> {
                     Ok(manifest) => self.publish(manifest),
                     Err(error) => warn!(%id, %error, "cannot build the second patch"),
                 }
+            }
+        }
+    }
+
+    /// Sets each capped access link to its cap at this instant and schedules the next
+    /// change. Several caps on one link combine to the lowest.
+    fn apply_caps(&mut self) {
+        if self.scenario.caps.is_empty() {
+            return;
+        }
+        let wall = Timestamp::from_micros(self.scenario.start_us + self.now);
+        let mut limits: BTreeMap<(usize, bool), f64> = BTreeMap::new();
+        let mut next: Option<u64> = None;
+        for cap in &self.scenario.caps {
+            let site = &self.scenario.sites[cap.site];
+            let nominal = if cap.up { site.up } else { site.down };
+            let rate = cap.schedule.rate_at(wall).map_or(nominal, |rate| rate.min(nominal));
+            let limit = limits.entry((cap.site, cap.up)).or_insert(nominal);
+            *limit = limit.min(rate);
+            if let Some(change) = cap.schedule.next_change(wall) {
+                let at = change.as_micros() - self.scenario.start_us;
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        }
+        for ((site, up), rate) in limits {
+            let (up_link, down_link) = self.network.access_links(site);
+            let link = if up { up_link } else { down_link };
+            self.network.flows.set_capacity(link, rate);
+            match self.cap_traces.iter_mut().find(|trace| trace.site == site && trace.up == up) {
+                Some(trace) => trace.cap.push((self.now, rate)),
+                None => self.cap_traces.push(CapTrace { site, up, load: Vec::new(), cap: vec![(self.now, rate)] }),
+            }
+        }
+        if let Some(at) = next {
+            self.schedule(at, Ev::Caps);
+        }
+    }
+
+    /// Appends the load of each capped link after a recompute.
+    fn record_cap_loads(&mut self) {
+        for index in 0..self.cap_traces.len() {
+            let (site, up) = (self.cap_traces[index].site, self.cap_traces[index].up);
+            let (up_link, down_link) = self.network.access_links(site);
+            let link = if up { up_link } else { down_link };
+            let load: f64 = self.network.flows.flows_on(link).map(|flow| self.network.flows.rate(flow)).sum();
+            let trace = &mut self.cap_traces[index];
+            if trace.load.last().is_none_or(|&(_, last)| last != load) {
+                trace.load.push((self.now, load));
             }
         }
     }

@@ -119,6 +119,16 @@ impl FlowNet {
         self.capacity.len() - 1
     }
 
+    /// Changes the capacity of `link`, for a cap that starts or ends; rates follow at the
+    /// next recompute.
+    pub fn set_capacity(&mut self, link: LinkId, capacity: f64) {
+        debug_assert!(capacity > 0.0, "link capacity must be positive");
+        if self.capacity[link] != capacity {
+            self.capacity[link] = capacity;
+            self.dirty.push(link);
+        }
+    }
+
     /// The number of links.
     pub fn link_count(&self) -> usize {
         self.capacity.len()

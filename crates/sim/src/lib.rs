@@ -30,7 +30,7 @@ pub mod scenario;
 pub use patchmesh_core::units;
 
 pub use bound::{LowerBound, lower_bound};
-pub use engine::{Progress, RunOutcome, World};
+pub use engine::{CapTrace, Progress, RunOutcome, World};
 pub use report::{Report, SiteResult, StrategyResult};
 pub use scenario::{Scenario, ScenarioError, Strategy};
 

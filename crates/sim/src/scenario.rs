@@ -71,6 +71,9 @@ struct ScenarioFile {
     strategies: Option<Vec<String>>,
     time_limit: Option<String>,
     origin_budget: Option<f64>,
+    start: Option<String>,
+    #[serde(default)]
+    cap: Vec<CapEntry>,
     patch: PatchSpec,
     #[serde(default)]
     overlay: OverlaySpec,
@@ -87,6 +90,18 @@ struct ScenarioFile {
     topology: Option<TopologySpec>,
     #[serde(default)]
     event: Vec<EventSpec>,
+}
+
+/// A `[[cap]]` entry: a site WAN cap, possibly with business-hour windows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapEntry {
+    sites: Option<Vec<String>>,
+    direction: Option<String>,
+    time_zone: Option<String>,
+    rate: Option<String>,
+    #[serde(default)]
+    window: Vec<patchmesh_core::caps::WindowSpec>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +297,17 @@ pub struct Site {
     pub vertex: usize,
 }
 
+/// A cap on one direction of a site's access link.
+#[derive(Clone, Debug)]
+pub struct SiteCap {
+    /// The site's index.
+    pub site: usize,
+    /// The uplink when true, the downlink when false.
+    pub up: bool,
+    /// The cap over time.
+    pub schedule: patchmesh_core::caps::CapSchedule,
+}
+
 /// A bidirectional core link; each direction has the full capacity.
 #[derive(Clone, Debug)]
 pub struct CoreLink {
@@ -361,6 +387,11 @@ pub struct Scenario {
     /// mesh strategy; `None` for none. The other strategies have the origin as their
     /// only source for a site's first copy, so they cannot keep a budget and run without.
     pub origin_budget: Option<f64>,
+    /// Wall-clock time of the first publish, in microseconds since the Unix epoch; cap
+    /// windows are evaluated at this time plus the virtual time.
+    pub start_us: u64,
+    /// WAN caps per site: (site, direction up, schedule).
+    pub caps: Vec<SiteCap>,
     /// The first patch.
     pub patch: PatchPlan,
     /// Peer selection.
@@ -568,12 +599,25 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
         });
     }
 
+    let start_us = match &file.start {
+        Some(text) => {
+            let instant: jiff::Timestamp = text.parse().map_err(|_| {
+                ScenarioError::Invalid(format!("start {text:?}: use an RFC 3339 time such as \"2026-12-07T07:30:00Z\""))
+            })?;
+            u64::try_from(instant.as_microsecond())
+                .map_err(|_| ScenarioError::Invalid(format!("start {text:?}: use a time after 1970")))?
+        }
+        None => crate::manifest::START.as_micros(),
+    };
+    let caps = build_caps(&file.cap, &sites)?;
     let mut scenario = Scenario {
         name,
         seed: file.seed.unwrap_or(0),
         strategies,
         time_limit_us,
         origin_budget,
+        start_us,
+        caps,
         patch,
         overlay,
         rate_interval_us,
@@ -677,6 +721,42 @@ fn build_sites(specs: &[SiteSpec], defaults: &SiteDefaults, vertices: &mut Vec<S
 }
 
 /// Checks that every site is reachable from the origin over the core links.
+fn build_caps(entries: &[CapEntry], sites: &[Site]) -> Result<Vec<SiteCap>, ScenarioError> {
+    let mut caps = Vec::new();
+    for entry in entries {
+        let targets: Vec<usize> = match &entry.sites {
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    sites.iter().position(|site| &site.name == name).ok_or_else(|| {
+                        ScenarioError::Invalid(format!("cap names unknown site {name:?}: use one of the [[site]] names"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => (0..sites.len()).filter(|&index| !sites[index].origin).collect(),
+        };
+        let directions: &[bool] = match entry.direction.as_deref().unwrap_or("both") {
+            "up" => &[true],
+            "down" => &[false],
+            "both" => &[true, false],
+            other => {
+                return Err(ScenarioError::Invalid(format!("cap direction {other:?}: use \"up\", \"down\" or \"both\"")));
+            }
+        };
+        let zone = entry.time_zone.as_deref().unwrap_or("UTC");
+        let spec = patchmesh_core::caps::CapSpec { rate: entry.rate.clone(), window: entry.window.clone() };
+        for &site in &targets {
+            for &up in directions {
+                let link = if up { sites[site].up } else { sites[site].down };
+                let schedule = patchmesh_core::caps::CapSchedule::from_spec(&spec, Some(link), zone)
+                    .map_err(|error| ScenarioError::Invalid(format!("cap for site {:?}: {error}", sites[site].name)))?;
+                caps.push(SiteCap { site, up, schedule });
+            }
+        }
+    }
+    Ok(caps)
+}
+
 fn check_connected(scenario: &Scenario) -> Result<(), ScenarioError> {
     if scenario.core_links.is_empty() {
         return Ok(());
