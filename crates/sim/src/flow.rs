@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::finish_queue::FinishQueue;
+use crate::hops::Hops;
 
 /// Index of a directed link.
 pub type LinkId = usize;
@@ -24,10 +25,10 @@ pub type FlowId = usize;
 
 #[derive(Debug)]
 struct Flow {
-    path: Vec<LinkId>,
+    path: Hops,
     /// Per hop of `path`: the flow's index in that link's flow list, so removal is O(1)
     /// per hop even on a link that carries thousands of flows.
-    slots: Vec<usize>,
+    slots: Hops,
     /// The flow's own rate limit in bytes per second (a loss-limited TCP rate), or
     /// infinity.
     cap: f64,
@@ -38,6 +39,9 @@ struct Flow {
     updated_us: u64,
     /// The predicted instant its last byte leaves the path, in microseconds.
     finish_us: u64,
+    /// The generation mark of [`FlowNet::recompute`]: visited or frozen. It lives in the
+    /// flow, not in a table of its own, so the search reads one cache line per flow.
+    mark: u64,
 }
 
 /// Buffers that [`FlowNet::recompute`] reuses, so a recompute allocates only when a
@@ -70,7 +74,6 @@ pub struct FlowNet {
     dirty: Vec<LinkId>,
     /// Scratch space for [`FlowNet::recompute`], indexed by link and by flow.
     link_mark: Vec<u64>,
-    flow_mark: Vec<u64>,
     residual: Vec<f64>,
     unfrozen: Vec<u32>,
     /// Per link: its position in the component's search order, the tie-break between
@@ -156,24 +159,23 @@ impl FlowNet {
             Some(id) => id,
             None => {
                 self.flows.push(None);
-                self.flow_mark.push(0);
                 self.flows.len() - 1
             }
         };
-        let mut slots = Vec::with_capacity(path.len());
+        let slots = Hops::new(path.iter().map(|&link| self.link_flows[link].len()));
         for &link in &path {
-            slots.push(self.link_flows[link].len());
             self.link_flows[link].push(id);
             self.dirty.push(link);
         }
         self.flows[id] = Some(Flow {
-            path,
+            path: Hops::new(path.into_iter()),
             slots,
             cap,
             rate: 0.0,
             remaining: bytes,
             updated_us: now_us,
             finish_us: u64::MAX,
+            mark: 0,
         });
         id
     }
@@ -183,16 +185,16 @@ impl FlowNet {
         let Some(flow) = self.flows.get_mut(id).and_then(Option::take) else {
             return 0.0;
         };
-        for (&link, &slot) in flow.path.iter().zip(&flow.slots) {
+        for (link, slot) in flow.path.iter().zip(flow.slots.iter()) {
             let flows = &mut self.link_flows[link];
             debug_assert_eq!(flows[slot], id, "slot index out of date on link {link}");
             flows.swap_remove(slot);
             // The link's last flow moved into the freed slot: record where it went.
             if let Some(&moved) = flows.get(slot)
                 && let Some(other) = self.flows[moved].as_mut()
-                && let Some(hop) = other.path.iter().position(|&hop| hop == link)
+                && let Some(hop) = other.path.iter().position(|hop| hop == link)
             {
-                other.slots[hop] = slot;
+                other.slots.as_mut_slice()[hop] = slot as u32;
             }
             self.dirty.push(link);
         }
@@ -249,8 +251,7 @@ impl FlowNet {
         // frozen flows and `generation + 2` for links touched by one freezing step.
         self.generation += 3;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.find_component(&mut scratch);
-        self.advance_remaining(&mut scratch, now_us);
+        self.find_component(&mut scratch, now_us);
         self.fill(&mut scratch, now_us);
         let changed = scratch.predictions.len();
         self.finishing.set_all(&scratch.predictions);
@@ -273,11 +274,14 @@ impl FlowNet {
     }
 
     /// Collects the connected component of the changed links, by depth-first search,
-    /// into `scratch.links` and `scratch.flows`.
-    fn find_component(&mut self, scratch: &mut Scratch) {
+    /// into `scratch.links` and `scratch.flows`. On the way it brings each flow's
+    /// remaining bytes up to `now_us` at its old rate and lists the capped flows in
+    /// `scratch.capped`, smallest cap first.
+    fn find_component(&mut self, scratch: &mut Scratch, now_us: u64) {
         let generation = self.generation;
         scratch.links.clear();
         scratch.flows.clear();
+        scratch.capped.clear();
         scratch.stack.clear();
         std::mem::swap(&mut scratch.stack, &mut self.dirty);
         while let Some(link) = scratch.stack.pop() {
@@ -287,33 +291,26 @@ impl FlowNet {
             self.link_mark[link] = generation;
             scratch.links.push(link);
             for &id in &self.link_flows[link] {
-                if self.flow_mark[id] == generation {
+                let Some(flow) = self.flows[id].as_mut() else {
+                    continue;
+                };
+                if flow.mark == generation {
                     continue;
                 }
-                self.flow_mark[id] = generation;
+                flow.mark = generation;
                 scratch.flows.push(id);
-                if let Some(flow) = &self.flows[id] {
-                    for &next in &flow.path {
-                        if self.link_mark[next] != generation {
-                            scratch.stack.push(next);
-                        }
-                    }
-                }
-            }
-        }
-    }
 
-    /// Brings each component flow's remaining bytes up to `now_us` at its old rate and
-    /// lists the capped ones, smallest cap first.
-    fn advance_remaining(&mut self, scratch: &mut Scratch, now_us: u64) {
-        scratch.capped.clear();
-        for &id in &scratch.flows {
-            if let Some(flow) = self.flows[id].as_mut() {
                 let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
                 flow.remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
                 flow.updated_us = now_us;
                 if flow.cap.is_finite() {
                     scratch.capped.push((flow.cap, id));
+                }
+
+                for next in flow.path.iter() {
+                    if self.link_mark[next] != generation {
+                        scratch.stack.push(next);
+                    }
                 }
             }
         }
@@ -350,9 +347,7 @@ impl FlowNet {
         let mut next_capped = 0;
         loop {
             let bottleneck = self.least_share(scratch);
-            while next_capped < scratch.capped.len()
-                && self.flow_mark[scratch.capped[next_capped].1] == frozen
-            {
+            while next_capped < scratch.capped.len() && self.is_frozen(scratch.capped[next_capped].1, frozen) {
                 next_capped += 1;
             }
             let cap = scratch.capped.get(next_capped).copied();
@@ -368,13 +363,12 @@ impl FlowNet {
                     cap
                 }
                 (Some((share, link)), _) => {
-                    let flow_mark = &self.flow_mark;
-                    scratch.to_freeze.extend(
-                        self.link_flows[link]
-                            .iter()
-                            .copied()
-                            .filter(|&id| flow_mark[id] != frozen),
-                    );
+                    for index in 0..self.link_flows[link].len() {
+                        let id = self.link_flows[link][index];
+                        if !self.is_frozen(id, frozen) {
+                            scratch.to_freeze.push(id);
+                        }
+                    }
                     share
                 }
             };
@@ -388,11 +382,11 @@ impl FlowNet {
             }
             scratch.touched.clear();
             for &id in &scratch.to_freeze {
-                self.flow_mark[id] = frozen;
                 let Some(flow) = self.flows[id].as_mut() else {
                     continue;
                 };
-                for &link in &flow.path {
+                flow.mark = frozen;
+                for link in flow.path.iter() {
                     self.residual[link] -= rate;
                     self.unfrozen[link] -= 1;
                     if self.link_mark[link] != touched_mark {
@@ -417,6 +411,10 @@ impl FlowNet {
                 }
             }
         }
+    }
+
+    fn is_frozen(&self, id: FlowId, frozen: u64) -> bool {
+        self.flows[id].as_ref().is_none_or(|flow| flow.mark == frozen)
     }
 
     /// Computes the fair share of a link with unfrozen flows: what each could still get.
