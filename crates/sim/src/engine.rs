@@ -271,20 +271,6 @@ impl<'a> World<'a> {
             }
         }
         let overlay = build_overlay(scenario, &node_site, &first_of_site, origin, &mut rng);
-        let origin_site = scenario.origin_site();
-        let is_hub = |node: usize| {
-            let site = node_site[node];
-            let cache = first_of_site[site] + usize::from(site == origin_site);
-            node == origin || node == cache
-        };
-        let peers = overlay.iter().enumerate().filter(|&(node, _)| !is_hub(node)).map(|(_, peers)| peers.len());
-        debug!(
-            nodes = overlay.len(),
-            origin_peers = overlay[origin].len(),
-            max_peers = peers.clone().max().unwrap_or(0),
-            mean_peers = peers.clone().sum::<usize>() as f64 / peers.count().max(1) as f64,
-            "overlay built; peers counted over nodes other than the origin and site caches"
-        );
         let network = Network::new(scenario, node_site);
         let manifest = synthetic_manifest(&scenario.patch.id, scenario.patch.bytes, scenario.patch.chunk_size)?;
         let primary = manifest.key().clone();

@@ -229,6 +229,13 @@ pub struct Node {
     latest: HashMap<PatchId, u64>,
     requests: HashMap<RequestId, Pending>,
     next_request: u64,
+    /// The earliest deadline in `requests` and the key (`requests.len()`,
+    /// `next_request`) of the set it was computed for. Deadlines never change once set.
+    /// A new request always takes a new number and a removal shrinks the map, so the key
+    /// changes whenever the set does. [`Node::after_input`] refreshes it, which spares
+    /// [`Node::poll_timeout`] (called by drivers after every input) a scan of every
+    /// request.
+    earliest_request: ((usize, u64), Option<Timestamp>),
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -256,6 +263,7 @@ impl Node {
             latest: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
+            earliest_request: ((0, 0), None),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -300,9 +308,9 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let request_deadlines = self.requests.values().map(|pending| match pending {
-            Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
-        });
+        let (key, cached) = self.earliest_request;
+        let request_deadline = if key == self.request_set_key() { cached } else { self.scan_request_deadlines() };
+        debug_assert_eq!(request_deadline, self.scan_request_deadlines(), "stale cached request deadline");
         let pauses = self
             .transfers
             .values()
@@ -314,7 +322,20 @@ impl Node {
             .filter_map(|id| self.peers.get(id))
             .filter(|peer| peer.cooling_down)
             .filter_map(|peer| peer.cooldown_until);
-        request_deadlines.chain(pauses).chain(cooldowns).min()
+        request_deadline.into_iter().chain(pauses).chain(cooldowns).min()
+    }
+
+    fn request_set_key(&self) -> (usize, u64) {
+        (self.requests.len(), self.next_request)
+    }
+
+    fn scan_request_deadlines(&self) -> Option<Timestamp> {
+        self.requests
+            .values()
+            .map(|pending| match pending {
+                Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
+            })
+            .min()
     }
 
     // ---- inputs ----
@@ -633,6 +654,10 @@ impl Node {
         self.flush_have();
         self.request_bodies(now);
         self.schedule_chunks(now);
+        let key = self.request_set_key();
+        if self.earliest_request.0 != key {
+            self.earliest_request = (key, self.scan_request_deadlines());
+        }
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {
