@@ -445,8 +445,8 @@ impl FlowNet {
     }
 
     /// Finds the link with the least (share, search order) among those with unfrozen
-    /// flows and leaves its entry in the heap. Drops entries of links without unfrozen flows and requeues
-    /// stale ones on the way.
+    /// flows and leaves its entry in the heap. On the way it drops entries of links
+    /// without unfrozen flows and requeues stale ones.
     fn least_share(&mut self, scratch: &mut Scratch) -> Option<(f64, LinkId)> {
         while let Some(&Share { share, link, .. }) = scratch.heap.peek() {
             if self.unfrozen[link] == 0 {
