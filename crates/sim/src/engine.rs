@@ -20,7 +20,7 @@
 //! exactly. The event queue is a binary heap: O(log n) per event.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use patchmesh_core::{
 use patchmesh_core::Bitfield;
 use tracing::{debug, warn};
 
+use crate::fast_hash::{FastMap, FastSet};
 use crate::flow::FlowId;
 use crate::manifest::{START, publisher, synthetic_manifest};
 use patchmesh_core::rng::SplitMix64;
@@ -200,19 +201,20 @@ pub struct World<'a> {
     sequence: u64,
     network: Network,
     nodes: Vec<SimNode>,
-    names: HashMap<PeerId, usize>,
+    names: FastMap<PeerId, usize>,
     origin: usize,
     /// Overlay neighbours of each node: whom it keeps a connection to when it can.
     overlay: Vec<Vec<usize>>,
     /// Open connections with their epoch; a message from an older epoch is dropped.
-    connections: HashMap<(usize, usize), u64>,
+    connections: FastMap<(usize, usize), u64>,
     connected: Vec<BTreeSet<usize>>,
     next_epoch: u64,
-    inbound: HashMap<(usize, u64), (usize, RequestId, FetchRequest, u64)>,
+    inbound: FastMap<(usize, u64), (usize, RequestId, FetchRequest, u64)>,
     next_inbound: u64,
     outstanding: BTreeMap<(usize, RequestId), Outstanding>,
-    flows: BTreeMap<FlowId, FlowJob>,
-    gossiped: HashSet<(usize, PatchKey)>,
+    /// The job of each running flow, indexed by its [`FlowId`] (flow ids are dense).
+    flows: Vec<Option<FlowJob>>,
+    gossiped: FastSet<(usize, PatchKey)>,
     trust: TrustPolicy,
     primary: PatchKey,
     manifests: BTreeMap<PatchKey, Arc<Manifest>>,
@@ -241,7 +243,7 @@ impl<'a> World<'a> {
         let origin_site = scenario.origin_site();
         let mut node_site = Vec::new();
         let mut nodes = Vec::new();
-        let mut names = HashMap::new();
+        let mut names = FastMap::default();
         let mut rng = SplitMix64::new(seed ^ 0x5157_4d45_5348_0001);
         let mut origin = 0;
         let mut first_of_site = Vec::new();
@@ -313,14 +315,14 @@ impl<'a> World<'a> {
             names,
             origin,
             overlay,
-            connections: HashMap::new(),
+            connections: FastMap::default(),
             connected: vec![BTreeSet::new(); node_count],
             next_epoch: 0,
-            inbound: HashMap::new(),
+            inbound: FastMap::default(),
             next_inbound: 0,
             outstanding: BTreeMap::new(),
-            flows: BTreeMap::new(),
-            gossiped: HashSet::new(),
+            flows: Vec::new(),
+            gossiped: FastSet::default(),
             trust: TrustPolicy::with_publishers([("simulator", publisher().public())]),
             primary: primary.clone(),
             manifests: BTreeMap::from([(primary, manifest)]),
@@ -595,12 +597,13 @@ impl<'a> World<'a> {
         let cancelled: Vec<FlowId> = self
             .flows
             .iter()
-            .filter(|(_, job)| key(job.server, job.requester) == key(a, b))
-            .map(|(&flow, _)| flow)
+            .enumerate()
+            .filter(|(_, job)| job.as_ref().is_some_and(|job| key(job.server, job.requester) == key(a, b)))
+            .map(|(flow, _)| flow)
             .collect();
         for flow in cancelled {
             self.network.flows.remove_flow(self.now, flow);
-            self.flows.remove(&flow);
+            self.take_job(flow);
         }
         for (x, y) in [(a, b), (b, a)] {
             let orphaned: Vec<(usize, RequestId)> = self
@@ -797,7 +800,7 @@ impl<'a> World<'a> {
             pending.flow = Some(flow);
         }
         let job = FlowJob { server, requester, request, epoch, payload, bytes, latency_us: path.latency_us, links: path.links };
-        self.flows.insert(flow, job);
+        self.insert_job(flow, job);
     }
 
     fn flood(&mut self, from: usize, except: Option<usize>, announcement: Announcement) {
@@ -891,10 +894,21 @@ impl<'a> World<'a> {
         }
     }
 
+    fn insert_job(&mut self, flow: FlowId, job: FlowJob) {
+        if flow >= self.flows.len() {
+            self.flows.resize_with(flow + 1, || None);
+        }
+        self.flows[flow] = Some(job);
+    }
+
+    fn take_job(&mut self, flow: FlowId) -> Option<FlowJob> {
+        self.flows.get_mut(flow).and_then(Option::take)
+    }
+
     /// Ends a flow whose last byte left: its response arrives one latency later.
     fn finish_flow(&mut self, flow: FlowId) {
         self.network.flows.remove_flow(self.now, flow);
-        let Some(job) = self.flows.remove(&flow) else {
+        let Some(job) = self.take_job(flow) else {
             return;
         };
         self.account(&job);
@@ -921,7 +935,7 @@ impl<'a> World<'a> {
             if let Some(pending) = self.outstanding.remove(&k)
                 && let Some(flow) = pending.flow {
                     self.network.flows.remove_flow(self.now, flow);
-                    self.flows.remove(&flow);
+                    self.take_job(flow);
                 }
         }
     }
@@ -1035,7 +1049,7 @@ impl<'a> World<'a> {
         }
         let mut broken = BTreeSet::new();
         for flow in affected {
-            let Some(job) = self.flows.remove(&flow) else {
+            let Some(job) = self.take_job(flow) else {
                 continue;
             };
             let remaining = self.network.flows.remove_flow(self.now, flow);
@@ -1046,7 +1060,7 @@ impl<'a> World<'a> {
                     if let Some(pending) = self.outstanding.get_mut(&(job.requester, job.request)) {
                         pending.flow = Some(new_flow);
                     }
-                    self.flows.insert(new_flow, FlowJob { latency_us: path.latency_us, links: path.links, ..job });
+                    self.insert_job(new_flow, FlowJob { latency_us: path.latency_us, links: path.links, ..job });
                 }
                 _ => {
                     broken.insert(key(job.server, job.requester));

@@ -9,6 +9,10 @@ use crate::flow::FlowId;
 /// Marks a flow without an entry in [`FinishQueue::position`].
 const ABSENT: usize = usize::MAX;
 
+/// [`FinishQueue::set_all`] rebuilds the heap when at least one entry in this many
+/// changes: a rebuild costs about 2n comparisons, moving k entries about k·log₂(n).
+const REBUILD_DIVISOR: usize = 8;
+
 /// Predicted completions as (instant in microseconds, flow), earliest first and ties
 /// to the lower flow id.
 #[derive(Debug, Default)]
@@ -42,6 +46,34 @@ impl FinishQueue {
         if at < old {
             self.sift_up(index);
         } else {
+            self.sift_down(index);
+        }
+    }
+
+    /// Sets the predicted completions of many flows at once, each as [`FinishQueue::set`]
+    /// would. When they are a large part of the queue (a recompute over one component
+    /// that spans most flows), it writes them in place and rebuilds the heap in O(n)
+    /// instead of moving each entry in O(log n).
+    pub(crate) fn set_all(&mut self, predictions: &[(FlowId, u64)]) {
+        if predictions.len() < REBUILD_DIVISOR * 4 || predictions.len() * REBUILD_DIVISOR < self.heap.len() {
+            for &(flow, at) in predictions {
+                self.set(flow, at);
+            }
+            return;
+        }
+        for &(flow, at) in predictions {
+            if flow >= self.position.len() {
+                self.position.resize(flow + 1, ABSENT);
+            }
+            match self.position[flow] {
+                ABSENT => {
+                    self.position[flow] = self.heap.len();
+                    self.heap.push((at, flow));
+                }
+                index => self.heap[index].0 = at,
+            }
+        }
+        for index in (0..self.heap.len() / 2).rev() {
             self.sift_down(index);
         }
     }
@@ -132,6 +164,39 @@ mod tests {
                 .filter_map(|(flow, at)| at.map(|at| (at, flow)))
                 .min();
             assert_eq!(queue.peek(), least);
+        }
+    }
+
+    /// Checks that bulk updates, small and large, keep the queue's earliest entry
+    /// equal to a sorted list's.
+    #[test]
+    fn set_all_matches_sorted_list() {
+        let mut queue = FinishQueue::default();
+        let mut expected: Vec<Option<u64>> = vec![None; 200];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..300 {
+            // Alternate small batches (moved entry by entry) and large ones (rebuilt).
+            let size = if round % 3 == 0 { 150 } else { 5 };
+            let mut batch = Vec::new();
+            for _ in 0..size {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let flow = (state >> 33) as usize % expected.len();
+                let at = (state >> 40) % 64;
+                if batch.iter().all(|&(other, _)| other != flow) {
+                    batch.push((flow, at));
+                    expected[flow] = Some(at);
+                }
+            }
+            queue.set_all(&batch);
+            let removed = (state >> 20) as usize % expected.len();
+            queue.remove(removed);
+            expected[removed] = None;
+            let least = expected
+                .iter()
+                .enumerate()
+                .filter_map(|(flow, at)| at.map(|at| (at, flow)))
+                .min();
+            assert_eq!(queue.peek(), least, "round {round}, batch of {size}");
         }
     }
 

@@ -19,9 +19,11 @@
 
 pub mod bound;
 pub mod engine;
+mod fast_hash;
 mod finish_queue;
 pub mod flow;
 pub mod gml;
+mod hops;
 pub mod manifest;
 pub mod network;
 mod overlay;

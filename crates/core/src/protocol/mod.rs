@@ -12,7 +12,7 @@ mod schedule;
 mod status;
 mod transfer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,6 +229,10 @@ pub struct Node {
     trust: TrustPolicy,
     rng: SplitMix64,
     peers: BTreeMap<PeerId, Peer>,
+    /// Connected peers that have a cool-down deadline, past or future. Only their
+    /// `cooling_down` flag can be true, so refreshing the flags and finding the next
+    /// wake-up visit these instead of every peer (the origin has thousands).
+    cooled: BTreeSet<PeerId>,
     /// Peers banned for invalid data; the driver refuses their connections.
     banned: BTreeMap<PeerId, String>,
     transfers: BTreeMap<PatchKey, Transfer>,
@@ -236,6 +240,13 @@ pub struct Node {
     latest: HashMap<PatchId, u64>,
     requests: HashMap<RequestId, Pending>,
     next_request: u64,
+    /// The earliest deadline in `requests` and the key (`requests.len()`,
+    /// `next_request`) of the set it was computed for. Deadlines never change once set.
+    /// A new request always takes a new number and a removal shrinks the map, so the key
+    /// changes whenever the set does. [`Node::after_input`] refreshes it, which spares
+    /// [`Node::poll_timeout`] (called by drivers after every input) a scan of every
+    /// request.
+    earliest_request: ((usize, u64), Option<Timestamp>),
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -257,11 +268,13 @@ impl Node {
             config,
             trust,
             peers: BTreeMap::new(),
+            cooled: BTreeSet::new(),
             banned: BTreeMap::new(),
             transfers: BTreeMap::new(),
             latest: HashMap::new(),
             requests: HashMap::new(),
             next_request: 0,
+            earliest_request: ((0, 0), None),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -306,17 +319,35 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let request_deadlines = self.requests.values().map(|pending| match pending {
-            Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
-        });
+        let (key, cached) = self.earliest_request;
+        let request_deadline = if key == self.request_set_key() { cached } else { self.scan_request_deadlines() };
+        debug_assert_eq!(request_deadline, self.scan_request_deadlines(), "stale cached request deadline");
         let pauses = self
             .transfers
             .values()
             .flat_map(|transfer| [transfer.paused_until, transfer.assemble_retry_at])
             .flatten();
         let origin_retries = self.transfers.values().filter_map(|transfer| transfer.origin_retry_at);
-        let cooldowns = self.peers.values().filter(|peer| peer.cooling_down).filter_map(|peer| peer.cooldown_until);
-        request_deadlines.chain(pauses).chain(origin_retries).chain(cooldowns).min()
+        let cooldowns = self
+            .cooled
+            .iter()
+            .filter_map(|id| self.peers.get(id))
+            .filter(|peer| peer.cooling_down)
+            .filter_map(|peer| peer.cooldown_until);
+        request_deadline.into_iter().chain(pauses).chain(origin_retries).chain(cooldowns).min()
+    }
+
+    fn request_set_key(&self) -> (usize, u64) {
+        (self.requests.len(), self.next_request)
+    }
+
+    fn scan_request_deadlines(&self) -> Option<Timestamp> {
+        self.requests
+            .values()
+            .map(|pending| match pending {
+                Pending::Chunk { deadline, .. } | Pending::Body { deadline, .. } => *deadline,
+            })
+            .min()
     }
 
     // ---- inputs ----
@@ -355,6 +386,7 @@ impl Node {
         let Some(state) = self.peers.remove(peer) else {
             return;
         };
+        self.cooled.remove(peer);
         debug!(%peer, "peer disconnected");
         if !state.is_origin() {
             for (patch, bits) in &state.have {
@@ -659,12 +691,18 @@ impl Node {
     /// Work that follows every input: end cool-downs, flush `Have` batches, then schedule
     /// requests.
     fn after_input(&mut self, now: Timestamp) {
-        for peer in self.peers.values_mut() {
-            peer.cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+        for id in &self.cooled {
+            if let Some(peer) = self.peers.get_mut(id) {
+                peer.cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+            }
         }
         self.flush_have();
         self.request_bodies(now);
         self.schedule_chunks(now);
+        let key = self.request_set_key();
+        if self.earliest_request.0 != key {
+            self.earliest_request = (key, self.scan_request_deadlines());
+        }
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {
@@ -909,6 +947,7 @@ impl Node {
         let pause = (COOLDOWN * factor).min(MAX_COOLDOWN);
         state.cooldown_until = Some(now.saturating_add(pause));
         state.cooling_down = true;
+        self.cooled.insert(peer.clone());
         let timeouts = state.timeouts;
         self.events.push_back(Event::PeerSlow { peer: peer.clone(), chunk: chunk.clone(), timeouts, pause });
     }
