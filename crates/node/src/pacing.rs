@@ -1,9 +1,9 @@
 //! Pacing socket bytes to the configured bandwidth caps.
 //!
 //! Each direction has one token bucket shared by every connection of the node. Its rate
-//! follows the cap schedules (the node's own cap and its share of the site's WAN cap,
-//! whichever is lower, re-read every second), and its depth is 4% of one second's
-//! allowance, so no 1-second window carries more than 1.04 times the cap. The wrapper
+//! is the lowest of the cap schedules (the node's own cap and its share of the site's
+//! WAN cap), read again every second. Its depth is 4% of one second's allowance, so a
+//! 1-second window carries at most 1.04 times the cap. The wrapper
 //! sits directly on the TCP stream, below noise and yamux, so the cap includes their
 //! framing and every protocol message.
 
@@ -43,8 +43,8 @@ struct Bucket {
 }
 
 impl Pacer {
-    /// A pacer whose rate is the lowest of `schedules` at each instant; uncapped when
-    /// every schedule is.
+    /// Creates a pacer whose rate is the lowest of `schedules` at each instant, and
+    /// uncapped when every schedule is.
     pub(crate) fn new(schedules: Vec<CapSchedule>) -> Arc<Pacer> {
         let bucket = Bucket { tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
         Arc::new(Pacer { schedules, state: Mutex::new(bucket) })
@@ -172,7 +172,7 @@ mod tests {
     use libp2p::tcp::tokio::TcpStream;
 
     /// Writes as fast as the pacer allows over a real loopback socket for 3 s and
-    /// checks every 1-second window of received bytes, sampled every 50 ms.
+    /// checks every 1-second window of received bytes, sampled at every read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn upload_cap_holds_every_window() {
         const RATE: f64 = 2_000_000.0;
