@@ -21,12 +21,14 @@ use patchmesh_core::{
     Action, Announcement, Bitfield, ChunkId, ChunkOutcome, Event, Manifest, Node, NodeConfig, PatchKey, PeerId, Role,
     Timestamp, TrustPolicy, Validation,
 };
+use patchmesh_core::governance::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
+use crate::governance::{self, GovernanceFiles};
 use crate::keyfile;
 use crate::log_limit::WarnLimiter;
 use crate::store::{ChunkStore, WriteChunkError};
@@ -93,8 +95,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let secret = keyfile::read_secret_key(&settings.identity_key)?;
     let trust_text = std::fs::read_to_string(&settings.trust_file)
         .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
-    let trust = TrustPolicy::from_toml(&trust_text)
-        .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
+    let loaded = governance::read_trust(&trust_text, Timestamp::now_system())
+        .map_err(|reason| DaemonError::Trust { path: settings.trust_file.clone(), reason })?;
+    let trust = loaded.publishers();
     // Lock before the store opens, because opening removes leftover temp files that a
     // running node could still be writing.
     std::fs::create_dir_all(&settings.data_dir)
@@ -116,7 +119,16 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         config.max_strikes = max_strikes;
     }
     let request_timeout = config.request_timeout;
-    let node = Node::new(PeerId::new(local_peer.to_base58()), config, trust.clone());
+    let local = PeerId::new(local_peer.to_base58());
+    let policy = match loaded {
+        governance::LoadedTrust::Governed(policy) => Some(policy),
+        governance::LoadedTrust::Publishers(_) => None,
+    };
+    let trust_version = policy.as_ref().map(|policy| policy.policy().version);
+    let node = match policy {
+        Some(policy) => Node::with_policy(local, config, policy),
+        None => Node::new(local, config, trust.clone()),
+    };
 
     let idle = settings.idle_connection_timeout;
     let behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
@@ -169,7 +181,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         warnings: WarnLimiter::new(Duration::from_secs(60), 5),
         dial_targets: settings.bootstrap.clone(),
         gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
+        governance: GovernanceFiles::open(&settings.data_dir),
     };
+    daemon.restore_governance(trust_version);
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
     control_task.abort();
@@ -206,6 +220,8 @@ struct Daemon {
     /// Peers redialled while disconnected: the bootstrap list and addresses from
     /// connect requests.
     dial_targets: Vec<Multiaddr>,
+    /// Saved approvals and orders, and the audit log.
+    governance: GovernanceFiles,
 }
 
 #[derive(Default)]
@@ -538,6 +554,23 @@ impl Daemon {
                 let _ = pending.reply.send(ControlResponse::Connecting { count });
             }
             ControlRequest::Publish { manifest, sources } => self.publish(manifest, sources, pending.reply),
+            ControlRequest::SubmitApprovals { approvals } => {
+                let result = self.node.handle_approvals(Timestamp::now_system(), None, approvals);
+                let _ = pending.reply.send(submitted(result.map_err(|error| format!("approvals not taken: {error}"))));
+            }
+            ControlRequest::SubmitControl { control } => {
+                let order = format!("{} of {}", control.action, control.patch);
+                let result = self.node.handle_control(Timestamp::now_system(), None, control);
+                let result = result.map(usize::from).map_err(|error| format!("{order} not taken: {error}"));
+                let _ = pending.reply.send(submitted(result));
+            }
+            ControlRequest::Audit => {
+                let response = match self.governance.read_log() {
+                    Ok(lines) => ControlResponse::AuditLog { lines },
+                    Err(error) => ControlResponse::Error { message: format!("cannot read the audit log: {error}") },
+                };
+                let _ = pending.reply.send(response);
+            }
         }
     }
 
@@ -629,6 +662,62 @@ impl Daemon {
                 }
                 None => log_event(&event, 0),
             }
+            self.on_governance_event(event);
+        }
+    }
+
+    /// Hands the core the approvals and orders saved before a restart, and records a
+    /// trust file version the audit log has not seen.
+    fn restore_governance(&mut self, trust_version: Option<u64>) {
+        let now = Timestamp::now_system();
+        if let Some(version) = trust_version {
+            let previous = self.governance.last_trust_version();
+            if previous != Some(version) {
+                let revoked = self.node.policy().map(|policy| policy.policy().revoked.iter().copied().collect()).unwrap_or_default();
+                let event = AuditEvent::TrustChange { from_version: previous, to_version: version, revoked };
+                if let Err(error) = self.governance.append(now, event) {
+                    error!(%error, "cannot append to the audit log");
+                }
+            }
+        }
+        let (approvals, controls) = self.governance.load_documents();
+        for control in controls {
+            if let Err(error) = self.node.handle_control(now, None, control) {
+                warn!(%error, "saved order no longer takes effect");
+            }
+        }
+        for batch in approvals.chunks(patchmesh_core::governance::MAX_APPROVALS) {
+            if let Err(error) = self.node.handle_approvals(now, None, batch.to_vec()) {
+                warn!(%error, "saved approvals no longer count");
+            }
+        }
+        // Restoring re-emits audit records for documents already logged; drop them.
+        while self.node.poll_event().is_some() {}
+        while self.node.poll_action().is_some() {}
+    }
+
+    /// Acts on the core's governance events: audit records, saved documents, recalls.
+    fn on_governance_event(&mut self, event: Event) {
+        match event {
+            Event::Audit(audit) => {
+                let saves = matches!(audit, AuditEvent::Approval { .. } | AuditEvent::Control { .. });
+                if let Err(error) = self.governance.append(Timestamp::now_system(), audit) {
+                    error!(%error, "cannot append to the audit log");
+                }
+                if saves {
+                    if let Err(error) = self.governance.save_documents(&self.node) {
+                        error!(%error, "cannot save approvals and orders; a restart relies on peers to resend them");
+                    }
+                }
+            }
+            Event::PatchRecalled { patch, .. } => {
+                self.files.remove(&patch);
+                match self.store.remove_version(&patch) {
+                    Ok(freed) => info!(%patch, freed, "recalled patch removed from the store"),
+                    Err(error) => error!(%patch, %error, "cannot remove a recalled patch from the store"),
+                }
+            }
+            _ => {}
         }
     }
 
@@ -769,6 +858,17 @@ impl Daemon {
     }
 }
 
+/// The control response for approvals or an order handed to the core.
+fn submitted(result: Result<usize, String>) -> ControlResponse {
+    match result {
+        Ok(new) => ControlResponse::Submitted { new },
+        Err(message) => {
+            warn!(%message, "control submission refused");
+            ControlResponse::Error { message }
+        }
+    }
+}
+
 /// Locks `<data_dir>/lock` for the life of the process, so two nodes never share one store
 /// or one control socket. The operating system releases the lock when the process exits,
 /// even after SIGKILL.
@@ -843,6 +943,9 @@ fn log_event(event: &Event, suppressed: u32) {
             warn!(%peer, %chunk, timeouts, pause_s = pause.as_secs(), "chunk request timed out; resting the peer")
         }
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
+        Event::ApprovalsMet { patch } => info!(%patch, "approval rule met"),
+        Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
+        Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")
         }

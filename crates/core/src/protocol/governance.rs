@@ -20,14 +20,13 @@ use tracing::{debug, info};
 
 use super::{Event, Node, NodeConfig};
 use crate::governance::{
-    Approval, ApprovalError, ApprovalStatus, ControlError, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole,
+    Approval, ApprovalError, ApprovalStatus, AuditEvent, ControlError, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole,
     TrustedPolicy, VerifiedControl, evaluate_approvals, rollout_state, verify_control,
 };
 use crate::ids::{PatchKey, PeerId};
 use crate::keys::PublicKey;
 use crate::manifest::ContentHash;
 use crate::time::Timestamp;
-use crate::trust::TrustPolicy;
 use crate::wire::Message;
 
 /// Patch versions a node keeps approvals for before their announcement arrives.
@@ -106,7 +105,7 @@ impl Node {
     /// Builds a node governed by a format 2 trust file: an announcement is accepted when
     /// a publisher key of `policy` signed it, and fetched once its approval rule is met.
     pub fn with_policy(local: PeerId, config: NodeConfig, policy: TrustedPolicy) -> Self {
-        let mut node = Node::new(local, config, publisher_trust(&policy));
+        let mut node = Node::new(local, config, policy.publisher_trust());
         node.governance = Some(Box::new(Governance::new(policy)));
         node
     }
@@ -175,6 +174,17 @@ impl Node {
             .collect()
     }
 
+    /// Returns every approval and order the node stores, for the driver to persist and
+    /// hand back after a restart.
+    pub fn governance_documents(&self) -> (Vec<Approval>, Vec<RolloutControl>) {
+        let Some(governance) = self.governance.as_ref() else {
+            return (Vec::new(), Vec::new());
+        };
+        let approvals = governance.approvals.values().flat_map(|held| held.values().cloned()).collect();
+        let controls = governance.controls.values().flatten().map(|control| control.control().clone()).collect();
+        (approvals, controls)
+    }
+
     /// Returns whether the node may request the body or chunks of `patch`.
     pub(super) fn may_fetch(&self, patch: &PatchKey) -> bool {
         self.governance
@@ -236,6 +246,11 @@ impl Node {
             info!(%patch, keys, "approval rule met; starting the rollout");
             governance.approved.insert(patch.clone());
             self.events.push_back(Event::ApprovalsMet { patch: patch.clone() });
+            self.events.push_back(Event::Audit(AuditEvent::Publish {
+                patch: patch.clone(),
+                digest: transfer.announcement.digest(),
+                approvers: approvers.into_values().flatten().collect(),
+            }));
         }
     }
 
@@ -254,11 +269,11 @@ impl Node {
         let mut bad_signature = None;
         for approval in approvals {
             let checked = match self.transfers.get(&approval.patch) {
-                Some(transfer) => approval.check(&governance.policy, &transfer.announcement).map(drop),
+                Some(transfer) => approval.check(&governance.policy, &transfer.announcement),
                 None => check_unanchored(&governance.policy, &approval),
             };
-            match checked {
-                Ok(()) => {}
+            let role = match checked {
+                Ok(role) => role,
                 Err(error @ ApprovalError::BadSignature { .. }) => {
                     bad_signature.get_or_insert(error);
                     continue;
@@ -268,7 +283,7 @@ impl Node {
                     debug!(peer = ?from.map(PeerId::as_str), %error, "approval not counted");
                     continue;
                 }
-            }
+            };
             let known = self.transfers.contains_key(&approval.patch) || governance.approvals.contains_key(&approval.patch);
             if !known && governance.approvals.len() >= MAX_EARLY_PATCHES {
                 debug!(patch = %approval.patch, "approval for an unknown patch dropped: too many unknown patches");
@@ -279,7 +294,13 @@ impl Node {
                 continue;
             }
             if held.insert((approval.digest, approval.key), approval.clone()).is_none() {
-                debug!(patch = %approval.patch, key = %approval.key.short_id(), "approval stored");
+                debug!(patch = %approval.patch, key = %approval.key.short_id(), %role, "approval stored");
+                self.events.push_back(Event::Audit(AuditEvent::Approval {
+                    patch: approval.patch.clone(),
+                    digest: approval.digest,
+                    key: approval.key,
+                    role,
+                }));
                 fresh.push(approval);
             }
         }
@@ -324,6 +345,13 @@ impl Node {
         governance.controls.entry(patch.clone()).or_default().push(verified);
         let after = governance.state(&patch);
         info!(%patch, action = %control.action, reason = %control.reason, state = ?after, "rollout order taken");
+        self.events.push_back(Event::Audit(AuditEvent::Control {
+            action: control.action,
+            patch: patch.clone(),
+            reason: control.reason.clone(),
+            issued: control.issued,
+            signers: control.signers().into_iter().collect(),
+        }));
         if after != before {
             if let RolloutState::Recalled { .. } = after {
                 self.events.push_back(Event::PatchRecalled { patch: patch.clone(), reason: control.reason.clone() });
@@ -345,20 +373,13 @@ impl Node {
 
 /// Checks an approval whose manifest the node has not seen: the signature and the key's
 /// role. The digest is checked when the announcement arrives.
-fn check_unanchored(policy: &TrustedPolicy, approval: &Approval) -> Result<(), ApprovalError> {
+fn check_unanchored(policy: &TrustedPolicy, approval: &Approval) -> Result<GovernanceRole, ApprovalError> {
     let message = Approval::signed_bytes(&approval.patch, &approval.digest);
     if !approval.key.verify(&message, &approval.signature.0) {
         return Err(ApprovalError::BadSignature { key: approval.key });
     }
-    match policy.policy().role_of(&approval.key) {
-        Some(_) => Ok(()),
-        None => Err(ApprovalError::UnknownKey { key: approval.key, version: policy.policy().version }),
-    }
-}
-
-/// Builds a format 1 policy of the publisher keys of `policy`, for the signature check on
-/// announcements. The publisher threshold is enforced by the approval rule.
-fn publisher_trust(policy: &TrustedPolicy) -> TrustPolicy {
-    let publishers = policy.policy().roles.get(&GovernanceRole::Publisher);
-    TrustPolicy::with_publishers(publishers.into_iter().flat_map(|role| role.keys.iter().map(|(key, name)| (name.as_str(), *key))))
+    policy
+        .policy()
+        .role_of(&approval.key)
+        .ok_or(ApprovalError::UnknownKey { key: approval.key, version: policy.policy().version })
 }

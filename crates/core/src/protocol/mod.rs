@@ -233,6 +233,8 @@ pub enum Event {
         /// The reason the order gives.
         reason: String,
     },
+    /// A governance document took effect: the driver appends it to the audit log.
+    Audit(crate::governance::AuditEvent),
 }
 
 /// One node of the mesh, without input or output of its own.
