@@ -29,7 +29,6 @@ struct Governed {
     mesh: TestMesh,
     reviewer: PathBuf,
     executive: PathBuf,
-    #[allow(dead_code)]
     admin: PathBuf,
 }
 
@@ -169,5 +168,44 @@ fn recall_drops_the_patch_everywhere() {
         assert!(!dir.exists(), "{}: {} still exists after the recall", node.name, dir.display());
         let audit = std::fs::read_to_string(node.data().join("audit.jsonl")).expect("audit log");
         assert!(audit.contains("\"recall\""), "{}: no recall in the audit log:\n{audit}", node.name);
+    }
+}
+
+#[test]
+fn unlisted_peer_refused_at_connection() {
+    let mut governed = Governed::new(2);
+    let dir = governed.mesh.root.path().to_path_buf();
+    let members = dir.join("members.toml");
+    let peer_of = |index: usize| {
+        let key = patchmesh_node::keyfile::read_secret_key(&governed.mesh.nodes[index].dir.join("node.key")).expect("node key");
+        patchmesh_node::keyfile::peer_id(&key)
+    };
+    let (listed, unlisted) = ([(0, "hq"), (1, "office-1")], peer_of(2));
+    for (index, site) in listed {
+        ok(patchmesh(&["members", "add", path(&members), "--peer", &peer_of(index), "--site", site]), "members add");
+    }
+    ok(patchmesh(&["members", "sign", path(&members), "--key", path(&governed.admin)]), "members sign");
+    for node in &governed.mesh.nodes {
+        node.append_config(&format!("membership_file = \"{}\"\n", members.display()));
+    }
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-members");
+    governed.approve(&manifest, &governed.reviewer, 0);
+    governed.approve(&manifest, &governed.executive, 0);
+
+    governed.wait_until("office-1 complete", Duration::from_secs(15), |mesh| {
+        mesh.nodes[1].patch("KB-members").is_some_and(|patch| patch["state"] == "complete")
+    });
+    // office-2 dialled both others at start; each refused it before any message.
+    std::thread::sleep(Duration::from_secs(1));
+    let office = &governed.mesh.nodes[2];
+    assert!(office.patch("KB-members").is_none(), "the unlisted office learned of the patch");
+    let peers = office.status().expect("status").node["peers"].as_array().map(Vec::len);
+    assert_eq!(peers, Some(0), "the unlisted office has connected peers");
+    for node in &governed.mesh.nodes[..2] {
+        let log = node.log();
+        let refusals = log.lines().filter(|line| line.contains("not on the membership list") && line.contains(&unlisted)).count();
+        assert!(refusals >= 1, "{}: no refusal logged for {unlisted}:\n{log}", node.name);
+        assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
     }
 }

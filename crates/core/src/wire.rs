@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
-use crate::governance::{Approval, RolloutControl};
+use crate::governance::{Approval, RolloutControl, SignedMembership};
 use crate::ids::PatchKey;
 use crate::manifest::{Announcement, MAX_BODY_BYTES, MAX_CHUNK_SIZE};
 
@@ -90,6 +90,9 @@ pub enum Message {
     Approvals(Vec<Approval>),
     /// A verified recall, pause or resume order, forwarded to every peer when new.
     Control(RolloutControl),
+    /// The sender's latest verified membership list, sent on connect and forwarded to
+    /// every peer when it is newer than the receiver's.
+    Membership(SignedMembership),
 }
 
 /// A request on [`FETCH_PROTOCOL`].

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::{Mesh, START, manifest, pattern, publisher};
 use patchmesh_core::governance::{
-    Approval, ApprovalError, ControlAction, Policy, Role as GovernanceRole, RoleKeys, RolloutControl, Rules, SignedPolicy,
+    Approval, ApprovalError, ControlAction, Membership, Policy, SignedMembership, Role as GovernanceRole, RoleKeys, RolloutControl, Rules, SignedPolicy,
     TrustedPolicy,
 };
 use patchmesh_core::protocol::GovernanceError;
@@ -20,6 +20,7 @@ const ROOT: u8 = 1;
 const REVIEWER_A: u8 = 20;
 const REVIEWER_B: u8 = 21;
 const EXECUTIVE: u8 = 30;
+const NODE_ADMIN: u8 = 40;
 
 fn key(seed: u8) -> SecretKey {
     SecretKey::from_seed([seed; 32])
@@ -40,6 +41,7 @@ fn policy() -> TrustedPolicy {
             (GovernanceRole::Publisher, role(&[publisher()])),
             (GovernanceRole::Reviewer, role(&[key(REVIEWER_A), key(REVIEWER_B)])),
             (GovernanceRole::Executive, role(&[key(EXECUTIVE)])),
+            (GovernanceRole::NodeAdmin, role(&[key(NODE_ADMIN)])),
         ]),
         rules: Rules::default(),
         revoked: BTreeSet::new(),
@@ -183,4 +185,35 @@ fn format_1_node_refuses_approvals() {
     let (manifest, _) = manifest("KB-v1", 1, 1024, &[("a", pattern(10, 1))], &publisher());
     let result = approve(&mut mesh, 1, &manifest, REVIEWER_A);
     assert!(matches!(result, Err(GovernanceError::NotGoverned)), "{result:?}");
+}
+
+fn members(version: u64, peers: &[&str]) -> SignedMembership {
+    let mut membership = Membership { version, issued: START.as_secs(), ..Membership::default() };
+    for peer in peers {
+        membership.add(peer, "site").expect("member");
+    }
+    let mut signed = SignedMembership { membership, signatures: Vec::new() };
+    signed.sign(&key(NODE_ADMIN));
+    signed
+}
+
+#[test]
+fn membership_update_floods_rollback_rejected() {
+    let (mut mesh, _) = governed_mesh(2);
+    let first = members(1, &["n0", "n1", "n2"]);
+    assert!(mesh.input(1, |node, now| node.handle_membership(now, None, first)).expect("version 1"));
+    mesh.run_for(Duration::from_secs(1));
+    let second = members(2, &["n0", "n1"]);
+    assert!(mesh.input(2, |node, now| node.handle_membership(now, None, second)).expect("version 2"));
+    mesh.run_for(Duration::from_secs(1));
+    for index in 0..3 {
+        assert_eq!(mesh.node(index).membership().map(|list| list.version()), Some(2), "node {index}");
+    }
+
+    let rollback = mesh.input(0, |node, now| node.handle_membership(now, None, members(1, &["n0", "n1", "n2"])));
+    assert!(matches!(rollback, Err(GovernanceError::Membership(_))), "{rollback:?}");
+    let from = mesh.names[1].clone();
+    let signed = members(1, &["n0", "n1", "n2"]);
+    mesh.input(0, |node, now| node.handle_message(now, &from, Message::Membership(signed)));
+    assert_eq!(mesh.node(0).membership().map(|list| list.version()), Some(2));
 }

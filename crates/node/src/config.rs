@@ -12,6 +12,7 @@
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
 //! disk_budget = "20GiB"                 # remove superseded patch versions past this
 //! max_strikes = 3                       # invalid chunks before a peer is banned
+//! membership_file = "/etc/patchmesh/members.toml"  # admit only these peers (format 2 trust)
 //!
 //! [fault_injection]                     # testing only: make this node misbehave
 //! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
@@ -57,6 +58,10 @@ pub struct NodeSettings {
     /// Invalid chunks a peer may send before this node bans it; `None` keeps the core's
     /// default of 3.
     pub max_strikes: Option<u32>,
+    /// A signed membership list (`patchmesh members`). When set, the node admits only
+    /// connections from the peers on the latest verified list; it needs a format 2
+    /// trust file. Default: unset, any peer may connect.
+    pub membership_file: Option<PathBuf>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
 }
@@ -93,6 +98,8 @@ struct RawSettings {
     disk_budget: Option<String>,
     #[serde(default)]
     max_strikes: Option<u32>,
+    #[serde(default)]
+    membership_file: Option<PathBuf>,
     #[serde(default)]
     fault_injection: FaultInjection,
 }
@@ -196,6 +203,7 @@ impl NodeSettings {
             data_dir,
             identity_key: base.join(raw.identity_key),
             trust_file: base.join(raw.trust_file),
+            membership_file: raw.membership_file.map(|path| base.join(path)),
             listen,
             bootstrap,
             origin: raw.origin,

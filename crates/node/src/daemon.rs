@@ -21,7 +21,7 @@ use patchmesh_core::{
     Action, Announcement, Bitfield, ChunkId, ChunkOutcome, Event, Manifest, Node, NodeConfig, PatchKey, PeerId, Role,
     Timestamp, TrustPolicy, Validation,
 };
-use patchmesh_core::governance::AuditEvent;
+use patchmesh_core::governance::{AuditEvent, VerifiedMembership};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, warn};
 
@@ -125,14 +125,28 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         governance::LoadedTrust::Publishers(_) => None,
     };
     let trust_version = policy.as_ref().map(|policy| policy.policy().version);
+    let membership = match (&settings.membership_file, &policy) {
+        (None, _) => None,
+        (Some(path), None) => {
+            let reason = format!("membership_file {} needs a format 2 trust file, but this one is format 1; convert it with `patchmesh trust init --import-v1`", path.display());
+            return Err(DaemonError::Trust { path: settings.trust_file.clone(), reason });
+        }
+        (Some(path), Some(policy)) => Some(
+            governance::read_membership(path, &settings.data_dir, policy, Timestamp::now_system())
+                .map_err(|reason| DaemonError::Trust { path: path.clone(), reason })?,
+        ),
+    };
     let node = match policy {
         Some(policy) => Node::with_policy(local, config, policy),
         None => Node::new(local, config, trust.clone()),
     };
 
     let idle = settings.idle_connection_timeout;
-    let behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
+    let mut behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
         .map_err(|error| DaemonError::Network(error.to_string()))?;
+    if let Some(members) = &membership {
+        behaviour.admit_only(governance::member_peers(members.signed()));
+    }
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -182,8 +196,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         dial_targets: settings.bootstrap.clone(),
         gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
         governance: GovernanceFiles::open(&settings.data_dir),
+        refusals: WarnLimiter::new(Duration::from_secs(60), 1),
     };
-    daemon.restore_governance(trust_version);
+    daemon.restore_governance(trust_version, membership);
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
     control_task.abort();
@@ -222,6 +237,8 @@ struct Daemon {
     dial_targets: Vec<Multiaddr>,
     /// Saved approvals and orders, and the audit log.
     governance: GovernanceFiles,
+    /// Limits warnings about peers the membership list refuses to one per peer a minute.
+    refusals: WarnLimiter,
 }
 
 #[derive(Default)]
@@ -356,11 +373,25 @@ impl Daemon {
                     self.node.handle_peer_disconnected(now, &Self::core_peer(&peer_id));
                 }
             }
+            SwarmEvent::IncomingConnectionError { peer_id, error: libp2p::swarm::ListenError::Denied { .. }, send_back_addr, .. } => {
+                self.log_refused(peer_id, &send_back_addr);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error: libp2p::swarm::DialError::Denied { .. }, .. } => {
+                self.log_refused(peer_id, &Multiaddr::empty());
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "outgoing connection failed");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(now, event),
             _ => {}
+        }
+    }
+
+    /// Logs a connection the membership list refused, at most once per peer a minute.
+    fn log_refused(&mut self, peer: Option<libp2p::PeerId>, address: &Multiaddr) {
+        let key = peer.map_or_else(|| "unknown peer".to_string(), |peer| peer.to_base58());
+        if let Some(suppressed) = self.refusals.check(&key, std::time::Instant::now()) {
+            warn!(peer = %key, %address, suppressed, "connection refused: peer is not on the membership list");
         }
     }
 
@@ -668,8 +699,13 @@ impl Daemon {
 
     /// Hands the core the approvals and orders saved before a restart, and records a
     /// trust file version the audit log has not seen.
-    fn restore_governance(&mut self, trust_version: Option<u64>) {
+    fn restore_governance(&mut self, trust_version: Option<u64>, membership: Option<VerifiedMembership>) {
         let now = Timestamp::now_system();
+        if let Some(membership) = membership {
+            if let Err(error) = self.node.handle_membership(now, None, membership.signed().clone()) {
+                warn!(%error, "membership list not taken");
+            }
+        }
         if let Some(version) = trust_version {
             let previous = self.governance.last_trust_version();
             if previous != Some(version) {
@@ -696,6 +732,32 @@ impl Daemon {
         while self.node.poll_action().is_some() {}
     }
 
+    /// Admits only the peers of the membership list the core now holds, closes
+    /// connections to the others, and saves the list for restarts.
+    fn apply_membership(&mut self, version: u64) {
+        let Some(signed) = self.node.membership().map(|members| members.signed().clone()) else {
+            return;
+        };
+        if let Err(error) = governance::save_membership(&self.settings.data_dir, &signed) {
+            error!(version, %error, "cannot save the membership list; a restart falls back to membership_file");
+        }
+        let Some(members) = self.swarm.behaviour_mut().members.as_mut() else {
+            info!(version, "membership list stored; set membership_file in node.toml to enforce it");
+            return;
+        };
+        let admitted: std::collections::HashSet<libp2p::PeerId> = governance::member_peers(&signed).collect();
+        let removed: Vec<libp2p::PeerId> = members.allowed_peers().difference(&admitted).copied().collect();
+        for peer in &admitted {
+            members.allow_peer(*peer);
+        }
+        // The allow list closes the connections of each peer it no longer allows.
+        for peer in removed {
+            members.disallow_peer(peer);
+            warn!(%peer, version, "peer removed from the membership list; closing its connections");
+        }
+        info!(version, members = admitted.len(), "membership list enforced");
+    }
+
     /// Acts on the core's governance events: audit records, saved documents, recalls.
     fn on_governance_event(&mut self, event: Event) {
         match event {
@@ -710,6 +772,7 @@ impl Daemon {
                     }
                 }
             }
+            Event::MembershipChanged { version } => self.apply_membership(version),
             Event::PatchRecalled { patch, .. } => {
                 self.files.remove(&patch);
                 match self.store.remove_version(&patch) {
@@ -858,12 +921,12 @@ impl Daemon {
     }
 }
 
-/// The control response for approvals or an order handed to the core.
+/// Builds the control response for approvals or an order handed to the core.
 fn submitted(result: Result<usize, String>) -> ControlResponse {
     match result {
         Ok(new) => ControlResponse::Submitted { new },
         Err(message) => {
-            warn!(%message, "control submission refused");
+            warn!(%message, "control submission rejected");
             ControlResponse::Error { message }
         }
     }
@@ -945,6 +1008,7 @@ fn log_event(event: &Event, suppressed: u32) {
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
         Event::ApprovalsMet { patch } => info!(%patch, "approval rule met"),
         Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
+        Event::MembershipChanged { version } => info!(version, "membership list changed"),
         Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")

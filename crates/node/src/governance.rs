@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use patchmesh_core::governance::{
-    Approval, AuditEvent, AuditRecord, RolloutControl, SignedPolicy, TrustedPolicy, parse_audit_log,
+    Approval, AuditEvent, AuditRecord, RolloutControl, SignedMembership, SignedPolicy, TrustedPolicy, VerifiedMembership,
+    parse_audit_log,
 };
 use patchmesh_core::trust::TrustFileError;
 use patchmesh_core::{Node, Timestamp, TrustPolicy};
@@ -54,6 +55,44 @@ pub(crate) fn read_trust(text: &str, now: Timestamp) -> Result<LoadedTrust, Stri
         }
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// The latest membership list received from peers, saved in the data dir.
+const MEMBERSHIP_FILE: &str = "membership.toml";
+
+/// Reads the configured membership list and the one saved from peers, and returns the
+/// newer one that verifies under `policy`.
+pub(crate) fn read_membership(path: &Path, data_dir: &Path, policy: &TrustedPolicy, now: Timestamp) -> Result<VerifiedMembership, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read membership list: {error}"))?;
+    let signed = SignedMembership::from_toml(&text).map_err(|error| error.to_string())?;
+    let configured = VerifiedMembership::verify(policy, signed, now).map_err(|error| error.to_string())?;
+    let saved = data_dir.join(MEMBERSHIP_FILE);
+    let Ok(text) = std::fs::read_to_string(&saved) else {
+        return Ok(configured);
+    };
+    let newer = SignedMembership::from_toml(&text)
+        .map_err(|error| error.to_string())
+        .and_then(|signed| configured.update(policy, signed, now).map_err(|error| error.to_string()));
+    match newer {
+        Ok(newer) => Ok(newer),
+        Err(error) => {
+            warn!(path = %saved.display(), %error, "saved membership list not used");
+            Ok(configured)
+        }
+    }
+}
+
+/// Saves `signed`, the latest list received, so a restart keeps it.
+pub(crate) fn save_membership(data_dir: &Path, signed: &SignedMembership) -> std::io::Result<()> {
+    let path = data_dir.join(MEMBERSHIP_FILE);
+    let temp = path.with_extension("toml.tmp");
+    std::fs::write(&temp, signed.to_toml())?;
+    std::fs::rename(&temp, &path)
+}
+
+/// Returns the libp2p peer ids on `signed`, skipping entries that are not one.
+pub(crate) fn member_peers(signed: &SignedMembership) -> impl Iterator<Item = libp2p::PeerId> + '_ {
+    signed.membership.members.keys().filter_map(|peer| peer.parse().ok())
 }
 
 #[derive(Default, Serialize, Deserialize)]

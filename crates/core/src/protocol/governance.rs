@@ -20,7 +20,7 @@ use tracing::{debug, info};
 
 use super::{Event, Node, NodeConfig};
 use crate::governance::{
-    Approval, ApprovalError, ApprovalStatus, AuditEvent, ControlError, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole,
+    Approval, ApprovalError, ApprovalStatus, AuditEvent, ControlError, MembershipError, SignedMembership, VerifiedMembership, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole,
     TrustedPolicy, VerifiedControl, evaluate_approvals, rollout_state, verify_control,
 };
 use crate::ids::{PatchKey, PeerId};
@@ -46,6 +46,8 @@ pub(crate) struct Governance {
     approved: BTreeSet<PatchKey>,
     /// Verified orders per patch version, in arrival order.
     controls: BTreeMap<PatchKey, Vec<VerifiedControl>>,
+    /// The latest verified membership list, if any arrived.
+    membership: Option<VerifiedMembership>,
 }
 
 /// An error for approvals or an order that the node did not take.
@@ -60,6 +62,9 @@ pub enum GovernanceError {
     /// An order that does not take effect.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// A membership list that does not take effect.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
     /// More approvals in one message than one manifest can collect.
     #[error("{count} approvals in one message, more than the maximum of {MAX_APPROVALS}")]
     TooManyApprovals {
@@ -89,7 +94,7 @@ pub struct ApprovalReport {
 
 impl Governance {
     fn new(policy: TrustedPolicy) -> Self {
-        Governance { policy, approvals: BTreeMap::new(), approved: BTreeSet::new(), controls: BTreeMap::new() }
+        Governance { policy, approvals: BTreeMap::new(), approved: BTreeSet::new(), controls: BTreeMap::new(), membership: None }
     }
 
     fn approvals_of(&self, patch: &PatchKey) -> Vec<Approval> {
@@ -135,6 +140,21 @@ impl Node {
         let result = self.take_control(now, from, control);
         self.after_input(now);
         result
+    }
+
+    /// Takes a signed membership list from a peer (`from`) or a local caller. Returns
+    /// whether it replaced the list held; a newer list is forwarded to every other peer
+    /// and announced with [`Event::MembershipChanged`]. The same version again is not an
+    /// error, an older one is.
+    pub fn handle_membership(&mut self, now: Timestamp, from: Option<&PeerId>, signed: SignedMembership) -> Result<bool, GovernanceError> {
+        let result = self.take_membership(now, from, signed);
+        self.after_input(now);
+        result
+    }
+
+    /// Returns the latest verified membership list, if the node has one.
+    pub fn membership(&self) -> Option<&VerifiedMembership> {
+        self.governance.as_ref().and_then(|governance| governance.membership.as_ref())
     }
 
     /// Returns the rollout state of `patch` under the node's orders. Without governance
@@ -223,6 +243,9 @@ impl Node {
         }
         for control in governance.controls.values().flatten() {
             messages.push(Message::Control(control.control().clone()));
+        }
+        if let Some(membership) = &governance.membership {
+            messages.push(Message::Membership(membership.signed().clone()));
         }
         for message in messages {
             self.send(peer, message);
@@ -359,6 +382,43 @@ impl Node {
             }
         }
         self.forward(from, &Message::Control(control));
+        Ok(true)
+    }
+
+    pub(super) fn take_membership(&mut self, now: Timestamp, from: Option<&PeerId>, signed: SignedMembership) -> Result<bool, GovernanceError> {
+        let Some(governance) = self.governance.as_mut() else {
+            return Err(GovernanceError::NotGoverned);
+        };
+        let previous = governance.membership.as_ref();
+        if previous.is_some_and(|held| held.signed() == &signed) {
+            return Ok(false);
+        }
+        let verified = match previous {
+            Some(held) => held.update(&governance.policy, signed.clone(), now),
+            None => VerifiedMembership::verify(&governance.policy, signed.clone(), now),
+        };
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(error) => {
+                debug!(peer = ?from.map(PeerId::as_str), %error, "membership list not taken");
+                return Err(error.into());
+            }
+        };
+
+        let old: BTreeSet<String> = previous.map(|held| held.signed().membership.members.keys().cloned().collect()).unwrap_or_default();
+        let new: BTreeSet<String> = signed.membership.members.keys().cloned().collect();
+        let from_version = previous.map(VerifiedMembership::version);
+        let version = verified.version();
+        info!(version, members = new.len(), "membership list taken");
+        governance.membership = Some(verified);
+        self.events.push_back(Event::MembershipChanged { version });
+        self.events.push_back(Event::Audit(AuditEvent::MembershipChange {
+            from_version,
+            to_version: version,
+            added: new.difference(&old).cloned().collect(),
+            removed: old.difference(&new).cloned().collect(),
+        }));
+        self.forward(from, &Message::Membership(signed));
         Ok(true)
     }
 

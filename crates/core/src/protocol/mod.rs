@@ -233,6 +233,11 @@ pub enum Event {
         /// The reason the order gives.
         reason: String,
     },
+    /// A newer membership list took effect: the driver admits only its peers.
+    MembershipChanged {
+        /// The list's version.
+        version: u64,
+    },
     /// A governance document took effect: the driver appends it to the audit log.
     Audit(crate::governance::AuditEvent),
 }
@@ -425,6 +430,9 @@ impl Node {
             }
             Message::Control(control) => {
                 let _ = self.take_control(now, Some(from), control);
+            }
+            Message::Membership(signed) => {
+                let _ = self.take_membership(now, Some(from), signed);
             }
         }
         self.after_input(now);
