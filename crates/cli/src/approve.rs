@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use patchmesh_core::governance::{Approval, ApprovalFile, ApprovalStatus, evaluate_approvals};
 use patchmesh_core::{Manifest, Timestamp};
+use patchmesh_node::control::ControlRequest;
 
 use crate::keygen::read_signing_key;
 
@@ -31,6 +32,8 @@ pub(crate) struct ApproveArgs {
     /// The format 2 trust file.
     #[arg(long)]
     trust: Option<PathBuf>,
+    #[command(flatten)]
+    submit: crate::submit::SubmitArgs,
 }
 
 pub(crate) fn run(args: ApproveArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +54,8 @@ pub(crate) fn run(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     file.add(approval);
     std::fs::write(&approvals_path, file.to_json()).with_context(|| format!("cannot write {}", approvals_path.display()))?;
     println!("{} approvals in {} (by {})", file.approvals.len(), approvals_path.display(), file.approvers());
+    let request = ControlRequest::SubmitApprovals { approvals: file.approvals.clone() };
+    args.submit.send(&request, &format!("{} approvals", file.approvals.len()))?;
     Ok(ExitCode::SUCCESS)
 }
 

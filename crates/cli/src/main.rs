@@ -2,6 +2,7 @@
 //! the demo and the simulator.
 
 mod approve;
+mod audit;
 mod demo;
 mod keygen;
 mod keys;
@@ -11,6 +12,7 @@ mod publish;
 mod recall;
 mod sim;
 mod status;
+mod submit;
 mod trust;
 mod verify;
 
@@ -51,6 +53,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Show a running node's peers and per-patch progress.
     Status(status::StatusArgs),
+    /// Export a node's audit log as JSON lines and check its hash chain.
+    Audit(audit::AuditArgs),
     /// Run a complete rollout on this machine: N office daemons and an origin on 127.0.0.1.
     Demo(demo::DemoArgs),
     /// Simulate a rollout over a modelled WAN.
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Sim(args) => sim::run(args).map(|()| ExitCode::SUCCESS),
     };

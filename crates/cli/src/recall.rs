@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use patchmesh_core::governance::{ControlAction, RolloutControl, verify_control};
 use patchmesh_core::{PatchId, PatchKey, Timestamp};
 
+use patchmesh_node::control::ControlRequest;
+
 use crate::keygen::read_signing_key;
 
 #[derive(clap::Args)]
@@ -31,6 +33,8 @@ pub(crate) struct ControlArgs {
     /// A format 2 trust file: report whether the signatures now meet the rule.
     #[arg(long)]
     trust: Option<PathBuf>,
+    #[command(flatten)]
+    submit: crate::submit::SubmitArgs,
 }
 
 pub(crate) fn run(action: ControlAction, args: ControlArgs) -> anyhow::Result<ExitCode> {
@@ -70,5 +74,6 @@ pub(crate) fn run(action: ControlAction, args: ControlArgs) -> anyhow::Result<Ex
             Err(error) => println!("not yet in effect: {error}"),
         }
     }
+    args.submit.send(&ControlRequest::SubmitControl { control: order.clone() }, &format!("the {action} order"))?;
     Ok(ExitCode::SUCCESS)
 }

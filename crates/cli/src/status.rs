@@ -15,6 +15,9 @@ pub(crate) struct StatusArgs {
     /// Print the full status as JSON.
     #[arg(long)]
     json: bool,
+    /// Show one patch series: its versions, approvals present and missing, and orders.
+    #[arg(long, value_name = "ID")]
+    patch: Option<String>,
 }
 
 /// Logs to standard error; `RUST_LOG` overrides the default level, `info`.
@@ -34,7 +37,52 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(id) = &args.patch {
+        return print_patch(&report, id);
+    }
     print_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every version of patch series `id` with its approvals and rollout state.
+fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
+    let node = &report.node;
+    let patches: Vec<&serde_json::Value> = node["patches"].as_array().into_iter().flatten().filter(|patch| patch["patch_id"] == id).collect();
+    let recalled: Vec<&str> = node["recalled"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|key| key.split('@').next() == Some(id))
+        .collect();
+    if patches.is_empty() && recalled.is_empty() {
+        anyhow::bail!("the node holds no version of patch {id:?}; `patchmesh status --socket S` lists the patches it holds");
+    }
+    let list = |value: &serde_json::Value| {
+        let items: Vec<&str> = value.as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+        if items.is_empty() { "none".to_string() } else { items.join(", ") }
+    };
+    for patch in patches {
+        let version = patch["version"].as_u64().unwrap_or(0);
+        let state = patch["state"].as_str().unwrap_or("-");
+        let rollout = patch["rollout"].as_str().unwrap_or("-");
+        println!("{id}@{version}: {state}, rollout {rollout}, {}/{} chunks", patch["chunks_verified"], patch["chunk_count"]);
+        let approvals = &patch["approvals"];
+        if approvals.is_null() {
+            println!("  approvals: not needed (format 1 trust file)");
+            continue;
+        }
+        let met = if approvals["met"].as_bool() == Some(true) { "met" } else { "not met" };
+        println!("  approval rule: {met}");
+        println!("  present: {}", list(&approvals["present"]));
+        println!("  missing: {}", list(&approvals["missing"]));
+        if let Some(reason) = approvals["rejected"].as_str() {
+            println!("  rejected: {reason}");
+        }
+    }
+    for key in recalled {
+        println!("{key}: recalled; the node holds and serves none of it");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
+use crate::governance::{Approval, RolloutControl, SignedMembership};
 use crate::ids::PatchKey;
 use crate::manifest::{Announcement, MAX_BODY_BYTES, MAX_CHUNK_SIZE};
 
@@ -83,6 +84,15 @@ pub enum Message {
         /// The new chunk indices.
         indices: Vec<u32>,
     },
+    /// Approvals the sender holds and counts, at most
+    /// [`MAX_APPROVALS`](crate::governance::MAX_APPROVALS) per message. Sent on connect
+    /// after the announcements, and forwarded to every peer when new.
+    Approvals(Vec<Approval>),
+    /// A verified recall, pause or resume order, forwarded to every peer when new.
+    Control(RolloutControl),
+    /// The sender's latest verified membership list, sent on connect and forwarded to
+    /// every peer when it is newer than the receiver's.
+    Membership(SignedMembership),
 }
 
 /// A request on [`FETCH_PROTOCOL`].

@@ -7,7 +7,9 @@ use libp2p::gossipsub::{
     ValidationMode,
 };
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::allow_block_list::{self, AllowedPeers};
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, identify, identity, ping};
 use patchmesh_core::wire::{
     ANNOUNCE_TOPIC, FETCH_PROTOCOL, FetchRequest, FetchResponse, MAX_FETCH_REQUEST_BYTES, MAX_FETCH_RESPONSE_BYTES,
@@ -55,6 +57,10 @@ pub(crate) struct Ack;
 /// identify, ping, gossipsub for announcements, and two request-response protocols.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// With a membership list: denies every connection from a peer not on it, as soon
+    /// as the handshake names the peer and before any protocol runs on the connection.
+    /// It comes first, so no other behaviour handles a denied connection.
+    pub(crate) members: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -71,6 +77,15 @@ pub(crate) enum BehaviourError {
 }
 
 impl Behaviour {
+    /// Admits connections only from `peers`, from now on.
+    pub(crate) fn admit_only(&mut self, peers: impl IntoIterator<Item = libp2p::PeerId>) {
+        let mut members = allow_block_list::Behaviour::<AllowedPeers>::default();
+        for peer in peers {
+            members.allow_peer(peer);
+        }
+        self.members = Toggle::from(Some(members));
+    }
+
     pub(crate) fn new(key: &identity::Keypair, request_timeout: Duration) -> Result<Self, BehaviourError> {
         let identify = identify::Behaviour::new(identify::Config::new("/patchmesh/id/1".into(), key.public()));
 
@@ -106,6 +121,6 @@ impl Behaviour {
                 .with_request_timeout(request_timeout)
                 .with_max_concurrent_streams(256),
         );
-        Ok(Behaviour { identify, ping: ping::Behaviour::default(), gossipsub, sync, fetch })
+        Ok(Behaviour { members: Toggle::from(None), identify, ping: ping::Behaviour::default(), gossipsub, sync, fetch })
     }
 }

@@ -12,6 +12,7 @@
 //! control_socket = "/run/patchmesh/control.sock"  # default: <data_dir>/control.sock
 //! disk_budget = "20GiB"                 # remove superseded patch versions past this
 //! max_strikes = 3                       # invalid chunks before a peer is banned
+//! membership_file = "/etc/patchmesh/members.toml"  # admit only these peers (format 2 trust)
 //! origin_budget = 1.0                   # origin only: egress per patch version, in copies
 //!
 //! [caps]                                # bandwidth caps, paced on this node's sockets
@@ -77,6 +78,10 @@ pub struct NodeSettings {
     pub upload_caps: Vec<CapSchedule>,
     /// Caps on the bytes this node receives; the lowest applies at each instant.
     pub download_caps: Vec<CapSchedule>,
+    /// A signed membership list (`patchmesh members`). When set, the node admits only
+    /// connections from the peers on the latest verified list; it needs a format 2
+    /// trust file. Default: unset, any peer may connect.
+    pub membership_file: Option<PathBuf>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
 }
@@ -117,6 +122,7 @@ struct RawSettings {
     origin_budget: Option<f64>,
     #[serde(default)]
     caps: CapsSpec,
+    membership_file: Option<PathBuf>,
     #[serde(default)]
     fault_injection: FaultInjection,
 }
@@ -242,6 +248,7 @@ impl NodeSettings {
             data_dir,
             identity_key: base.join(raw.identity_key),
             trust_file: base.join(raw.trust_file),
+            membership_file: raw.membership_file.map(|path| base.join(path)),
             listen,
             bootstrap,
             origin: raw.origin,

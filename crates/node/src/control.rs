@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use patchmesh_core::governance::{Approval, RolloutControl};
 use patchmesh_core::protocol::NodeStatus;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -38,6 +39,18 @@ pub enum ControlRequest {
         /// The addresses.
         addresses: Vec<String>,
     },
+    /// Store approvals and pass them to every peer (format 2 trust file).
+    SubmitApprovals {
+        /// The approvals, as in an approvals file.
+        approvals: Vec<Approval>,
+    },
+    /// Apply a signed recall, pause or resume order and pass it to every peer.
+    SubmitControl {
+        /// The order, as in an order file.
+        control: RolloutControl,
+    },
+    /// The node's audit log.
+    Audit,
 }
 
 /// The node's answer.
@@ -57,6 +70,16 @@ pub enum ControlResponse {
     Connecting {
         /// How many.
         count: usize,
+    },
+    /// Approvals or an order were taken.
+    Submitted {
+        /// How many documents were new to the node; the others it already stored.
+        new: usize,
+    },
+    /// The audit log, as JSON lines.
+    AuditLog {
+        /// The log's text.
+        lines: String,
     },
     /// The request failed.
     Error {

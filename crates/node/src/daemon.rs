@@ -21,12 +21,14 @@ use patchmesh_core::{
     Action, Announcement, Bitfield, ChunkId, ChunkOutcome, Event, Manifest, Node, NodeConfig, PatchKey, PeerId, Role,
     Timestamp, TrustPolicy, Validation,
 };
+use patchmesh_core::governance::{AuditEvent, VerifiedMembership};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
+use crate::governance::{self, GovernanceFiles};
 use crate::keyfile;
 use crate::pacing::{Paced, Pacer};
 use crate::log_limit::WarnLimiter;
@@ -94,8 +96,9 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let secret = keyfile::read_secret_key(&settings.identity_key)?;
     let trust_text = std::fs::read_to_string(&settings.trust_file)
         .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
-    let trust = TrustPolicy::from_toml(&trust_text)
-        .map_err(|error| DaemonError::Trust { path: settings.trust_file.clone(), reason: error.to_string() })?;
+    let loaded = governance::read_trust(&trust_text, Timestamp::now_system())
+        .map_err(|reason| DaemonError::Trust { path: settings.trust_file.clone(), reason })?;
+    let trust = loaded.publishers();
     // Lock before the store opens, because opening removes leftover temp files that a
     // running node could still be writing.
     std::fs::create_dir_all(&settings.data_dir)
@@ -119,13 +122,36 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     config.origin_budget = settings.origin_budget;
     config.validate().map_err(|error| DaemonError::Network(error.to_string()))?;
     let request_timeout = config.request_timeout;
-    let node = Node::new(PeerId::new(local_peer.to_base58()), config, trust.clone());
+    let local = PeerId::new(local_peer.to_base58());
+    let policy = match loaded {
+        governance::LoadedTrust::Governed(policy) => Some(policy),
+        governance::LoadedTrust::Publishers(_) => None,
+    };
+    let trust_version = policy.as_ref().map(|policy| policy.policy().version);
+    let membership = match (&settings.membership_file, &policy) {
+        (None, _) => None,
+        (Some(path), None) => {
+            let reason = format!("membership_file {} needs a format 2 trust file, but this one is format 1; convert it with `patchmesh trust init --import-v1`", path.display());
+            return Err(DaemonError::Trust { path: settings.trust_file.clone(), reason });
+        }
+        (Some(path), Some(policy)) => Some(
+            governance::read_membership(path, &settings.data_dir, policy, Timestamp::now_system())
+                .map_err(|reason| DaemonError::Trust { path: path.clone(), reason })?,
+        ),
+    };
+    let node = match policy {
+        Some(policy) => Node::with_policy(local, config, policy),
+        None => Node::new(local, config, trust.clone()),
+    };
 
     let idle = settings.idle_connection_timeout;
     let upload = Pacer::new(settings.upload_caps.clone());
     let download = Pacer::new(settings.download_caps.clone());
-    let behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
+    let mut behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
         .map_err(|error| DaemonError::Network(error.to_string()))?;
+    if let Some(members) = &membership {
+        behaviour.admit_only(governance::member_peers(members.signed()));
+    }
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(|key| paced_tcp(key, upload, download))
@@ -174,7 +200,10 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         warnings: WarnLimiter::new(Duration::from_secs(60), 5),
         dial_targets: settings.bootstrap.clone(),
         gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
+        governance: GovernanceFiles::open(&settings.data_dir),
+        refusals: WarnLimiter::new(Duration::from_secs(60), 1),
     };
+    daemon.restore_governance(trust_version, membership);
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
     control_task.abort();
@@ -211,6 +240,10 @@ struct Daemon {
     /// Peers redialled while disconnected: the bootstrap list and addresses from
     /// connect requests.
     dial_targets: Vec<Multiaddr>,
+    /// Saved approvals and orders, and the audit log.
+    governance: GovernanceFiles,
+    /// Limits warnings about peers the membership list refuses to one per peer a minute.
+    refusals: WarnLimiter,
 }
 
 #[derive(Default)]
@@ -345,11 +378,25 @@ impl Daemon {
                     self.node.handle_peer_disconnected(now, &Self::core_peer(&peer_id));
                 }
             }
+            SwarmEvent::IncomingConnectionError { peer_id, error: libp2p::swarm::ListenError::Denied { .. }, send_back_addr, .. } => {
+                self.log_refused(peer_id, &send_back_addr);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error: libp2p::swarm::DialError::Denied { .. }, .. } => {
+                self.log_refused(peer_id, &Multiaddr::empty());
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "outgoing connection failed");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(now, event),
             _ => {}
+        }
+    }
+
+    /// Logs a connection the membership list refused, at most once per peer a minute.
+    fn log_refused(&mut self, peer: Option<libp2p::PeerId>, address: &Multiaddr) {
+        let key = peer.map_or_else(|| "unknown peer".to_string(), |peer| peer.to_base58());
+        if let Some(suppressed) = self.refusals.check(&key, std::time::Instant::now()) {
+            warn!(peer = %key, %address, suppressed, "connection refused: peer is not on the membership list");
         }
     }
 
@@ -547,6 +594,23 @@ impl Daemon {
                 let _ = pending.reply.send(ControlResponse::Connecting { count });
             }
             ControlRequest::Publish { manifest, sources } => self.publish(manifest, sources, pending.reply),
+            ControlRequest::SubmitApprovals { approvals } => {
+                let result = self.node.handle_approvals(Timestamp::now_system(), None, approvals);
+                let _ = pending.reply.send(submitted(result.map_err(|error| format!("approvals not taken: {error}"))));
+            }
+            ControlRequest::SubmitControl { control } => {
+                let order = format!("{} of {}", control.action, control.patch);
+                let result = self.node.handle_control(Timestamp::now_system(), None, control);
+                let result = result.map(usize::from).map_err(|error| format!("{order} not taken: {error}"));
+                let _ = pending.reply.send(submitted(result));
+            }
+            ControlRequest::Audit => {
+                let response = match self.governance.read_log() {
+                    Ok(lines) => ControlResponse::AuditLog { lines },
+                    Err(error) => ControlResponse::Error { message: format!("cannot read the audit log: {error}") },
+                };
+                let _ = pending.reply.send(response);
+            }
         }
     }
 
@@ -638,6 +702,94 @@ impl Daemon {
                 }
                 None => log_event(&event, 0),
             }
+            self.on_governance_event(event);
+        }
+    }
+
+    /// Hands the core the approvals and orders saved before a restart, and records a
+    /// trust file version the audit log has not seen.
+    fn restore_governance(&mut self, trust_version: Option<u64>, membership: Option<VerifiedMembership>) {
+        let now = Timestamp::now_system();
+        if let Some(membership) = membership {
+            if let Err(error) = self.node.handle_membership(now, None, membership.signed().clone()) {
+                warn!(%error, "membership list not taken");
+            }
+        }
+        if let Some(version) = trust_version {
+            let previous = self.governance.last_trust_version();
+            if previous != Some(version) {
+                let revoked = self.node.policy().map(|policy| policy.policy().revoked.iter().copied().collect()).unwrap_or_default();
+                let event = AuditEvent::TrustChange { from_version: previous, to_version: version, revoked };
+                if let Err(error) = self.governance.append(now, event) {
+                    error!(%error, "cannot append to the audit log");
+                }
+            }
+        }
+        let (approvals, controls) = self.governance.load_documents();
+        for control in controls {
+            if let Err(error) = self.node.handle_control(now, None, control) {
+                warn!(%error, "saved order no longer takes effect");
+            }
+        }
+        for batch in approvals.chunks(patchmesh_core::governance::MAX_APPROVALS) {
+            if let Err(error) = self.node.handle_approvals(now, None, batch.to_vec()) {
+                warn!(%error, "saved approvals no longer count");
+            }
+        }
+        // Restoring re-emits audit records for documents already logged; drop them.
+        while self.node.poll_event().is_some() {}
+        while self.node.poll_action().is_some() {}
+    }
+
+    /// Admits only the peers of the membership list the core now holds, closes
+    /// connections to the others, and saves the list for restarts.
+    fn apply_membership(&mut self, version: u64) {
+        let Some(signed) = self.node.membership().map(|members| members.signed().clone()) else {
+            return;
+        };
+        if let Err(error) = governance::save_membership(&self.settings.data_dir, &signed) {
+            error!(version, %error, "cannot save the membership list; a restart falls back to membership_file");
+        }
+        let Some(members) = self.swarm.behaviour_mut().members.as_mut() else {
+            info!(version, "membership list stored; set membership_file in node.toml to enforce it");
+            return;
+        };
+        let admitted: std::collections::HashSet<libp2p::PeerId> = governance::member_peers(&signed).collect();
+        let removed: Vec<libp2p::PeerId> = members.allowed_peers().difference(&admitted).copied().collect();
+        for peer in &admitted {
+            members.allow_peer(*peer);
+        }
+        // The allow list closes the connections of each peer it no longer allows.
+        for peer in removed {
+            members.disallow_peer(peer);
+            warn!(%peer, version, "peer removed from the membership list; closing its connections");
+        }
+        info!(version, members = admitted.len(), "membership list enforced");
+    }
+
+    /// Acts on the core's governance events: audit records, saved documents, recalls.
+    fn on_governance_event(&mut self, event: Event) {
+        match event {
+            Event::Audit(audit) => {
+                let saves = matches!(audit, AuditEvent::Approval { .. } | AuditEvent::Control { .. });
+                if let Err(error) = self.governance.append(Timestamp::now_system(), audit) {
+                    error!(%error, "cannot append to the audit log");
+                }
+                if saves {
+                    if let Err(error) = self.governance.save_documents(&self.node) {
+                        error!(%error, "cannot save approvals and orders; a restart relies on peers to resend them");
+                    }
+                }
+            }
+            Event::MembershipChanged { version } => self.apply_membership(version),
+            Event::PatchRecalled { patch, .. } => {
+                self.files.remove(&patch);
+                match self.store.remove_version(&patch) {
+                    Ok(freed) => info!(%patch, freed, "recalled patch removed from the store"),
+                    Err(error) => error!(%patch, %error, "cannot remove a recalled patch from the store"),
+                }
+            }
+            _ => {}
         }
     }
 
@@ -778,6 +930,17 @@ impl Daemon {
     }
 }
 
+/// Builds the control response for approvals or an order handed to the core.
+fn submitted(result: Result<usize, String>) -> ControlResponse {
+    match result {
+        Ok(new) => ControlResponse::Submitted { new },
+        Err(message) => {
+            warn!(%message, "control submission rejected");
+            ControlResponse::Error { message }
+        }
+    }
+}
+
 /// Locks `<data_dir>/lock` for the life of the process, so two nodes never share one store
 /// or one control socket. The operating system releases the lock when the process exits,
 /// even after SIGKILL.
@@ -873,6 +1036,10 @@ fn log_event(event: &Event, suppressed: u32) {
             warn!(%peer, %chunk, timeouts, pause_s = pause.as_secs(), "chunk request timed out; resting the peer")
         }
         Event::PeerMisbehaved { peer, reason, strikes } => warn!(%peer, strikes, %reason, suppressed, "peer misbehaved"),
+        Event::ApprovalsMet { patch } => info!(%patch, "approval rule met"),
+        Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
+        Event::MembershipChanged { version } => info!(version, "membership list changed"),
+        Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")
         }

@@ -8,6 +8,7 @@ mod behaviour;
 pub mod config;
 pub mod control;
 pub mod daemon;
+mod governance;
 pub mod keyfile;
 mod log_limit;
 mod pacing;

@@ -46,8 +46,10 @@ pub struct Membership {
     pub members: BTreeMap<String, String>,
 }
 
-/// A membership list and the signatures collected on it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A membership list and the signatures collected on it. It serializes as its TOML
+/// form, so a list decoded from a peer passes the same checks as a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SignedMembership {
     /// The signed content.
     pub membership: Membership,
@@ -195,6 +197,20 @@ impl Membership {
             writer.put_str(site);
         }
         writer.finish()
+    }
+}
+
+impl TryFrom<String> for SignedMembership {
+    type Error = MembershipFileError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        SignedMembership::from_toml(&text)
+    }
+}
+
+impl From<SignedMembership> for String {
+    fn from(signed: SignedMembership) -> String {
+        signed.to_toml()
     }
 }
 

@@ -687,4 +687,13 @@ impl TrustedPolicy {
     pub fn signed(&self) -> &SignedPolicy {
         &self.signed
     }
+
+    /// Builds a format 1 policy of the publisher keys, for the signature check on
+    /// announcements. The publisher threshold is enforced by the approval rule.
+    pub fn publisher_trust(&self) -> crate::trust::TrustPolicy {
+        let publishers = self.signed.policy.roles.get(&Role::Publisher);
+        crate::trust::TrustPolicy::with_publishers(
+            publishers.into_iter().flat_map(|role| role.keys.iter().map(|(key, name)| (name.as_str(), *key))),
+        )
+    }
 }

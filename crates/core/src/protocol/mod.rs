@@ -7,6 +7,7 @@
 
 mod budget;
 mod config;
+mod governance;
 mod peer;
 mod schedule;
 mod status;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tracing::{debug, trace, warn};
 
 pub use config::{ConfigError, NodeConfig, SourcePolicy};
+pub use governance::{ApprovalReport, GovernanceError};
 pub use status::{NodeStatus, PatchStatus, PeerStatus};
 pub use transfer::{TransferState, TransferStats};
 
@@ -218,6 +220,26 @@ pub enum Event {
         /// Its strikes so far.
         strikes: u32,
     },
+    /// The approval rule of a patch version is met; the node starts fetching it.
+    ApprovalsMet {
+        /// The patch version.
+        patch: PatchKey,
+    },
+    /// A verified recall stopped a patch version. The node serves none of it and ignores
+    /// its announcements from now on; the driver removes it from its store.
+    PatchRecalled {
+        /// The patch version.
+        patch: PatchKey,
+        /// The reason the order gives.
+        reason: String,
+    },
+    /// A newer membership list took effect: the driver admits only its peers.
+    MembershipChanged {
+        /// The list's version.
+        version: u64,
+    },
+    /// A governance document took effect: the driver appends it to the audit log.
+    Audit(crate::governance::AuditEvent),
 }
 
 /// One node of the mesh, without input or output of its own.
@@ -249,6 +271,8 @@ pub struct Node {
     earliest_request: ((usize, u64), Option<Timestamp>),
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    /// Approvals and orders, with a format 2 trust file ([`Node::with_policy`]).
+    governance: Option<Box<governance::Governance>>,
 }
 
 #[derive(Debug)]
@@ -277,6 +301,7 @@ impl Node {
             earliest_request: ((0, 0), None),
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            governance: None,
         }
     }
 
@@ -378,6 +403,7 @@ impl Node {
             self.send(&peer, Message::Announce(announcement));
             self.send(&peer, Message::Bitfield { patch, bits });
         }
+        self.share_governance(&peer);
         self.after_input(now);
     }
 
@@ -431,6 +457,15 @@ impl Node {
             }
             Message::Bitfield { patch, bits } => self.on_bitfield(from, patch, bits),
             Message::Have { patch, indices } => self.on_have(from, patch, &indices),
+            Message::Approvals(approvals) => {
+                let _ = self.take_approvals(now, Some(from), approvals);
+            }
+            Message::Control(control) => {
+                let _ = self.take_control(now, Some(from), control);
+            }
+            Message::Membership(signed) => {
+                let _ = self.take_membership(now, Some(from), signed);
+            }
         }
         self.after_input(now);
     }
@@ -445,6 +480,9 @@ impl Node {
     /// An inbound fetch request from `from`.
     pub fn handle_fetch_request(&mut self, now: Timestamp, from: &PeerId, inbound: InboundId, fetch: FetchRequest) {
         let response = match fetch {
+            FetchRequest::Body { patch } | FetchRequest::Chunk { patch, .. } if !self.may_serve(&patch) => {
+                FetchResponse::Declined(DeclineReason::NotFound)
+            }
             FetchRequest::Body { patch } => match self.manifest(&patch) {
                 Some(manifest) => FetchResponse::Body(manifest.body_bytes().to_vec()),
                 None => FetchResponse::Declined(DeclineReason::NotFound),
@@ -584,10 +622,15 @@ impl Node {
             warn!(%patch, %error, "not loading a manifest the trust policy rejects");
             return;
         }
+        if self.is_recalled(&patch) {
+            warn!(%patch, "not loading a recalled manifest");
+            return;
+        }
         if !self.transfers.contains_key(&patch) {
             self.transfers.insert(patch.clone(), Transfer::new(announcement.clone(), now));
             self.raise_latest(&patch);
             self.events.push_back(Event::ManifestAccepted { patch: patch.clone(), from: None });
+            self.refresh_approval(now, &patch);
         }
         self.install_manifest(now, manifest, Some((have, assembled)));
         if publish {
@@ -801,6 +844,9 @@ impl Node {
         if let Err(error) = self.trust.verify(&announcement) {
             return drop(self, error.to_string(), Validation::Reject);
         }
+        if self.is_recalled(&patch) {
+            return Validation::Ignore;
+        }
         if let Some(peer) = from.and_then(|from| self.peers.get_mut(from)) {
             peer.manifests.insert(patch.clone());
         }
@@ -836,7 +882,8 @@ impl Node {
         debug!(%patch, from = ?from.map(PeerId::as_str), "manifest accepted");
         self.transfers.insert(patch.clone(), Transfer::new(announcement, now));
         self.raise_latest(&patch);
-        self.events.push_back(Event::ManifestAccepted { patch, from: from.cloned() });
+        self.events.push_back(Event::ManifestAccepted { patch: patch.clone(), from: from.cloned() });
+        self.refresh_approval(now, &patch);
         Validation::Accept
     }
 
@@ -1026,7 +1073,7 @@ impl Node {
         let waiting: Vec<PatchKey> = self
             .transfers
             .iter()
-            .filter(|(_, t)| t.state == transfer::TransferState::FetchingBody && t.body_request.is_none())
+            .filter(|(patch, t)| t.state == transfer::TransferState::FetchingBody && t.body_request.is_none() && self.may_fetch(patch))
             .map(|(patch, _)| patch.clone())
             .collect();
         for patch in waiting {

@@ -64,7 +64,7 @@ impl Shares {
 
 impl Node {
     pub(super) fn schedule_chunks(&mut self, now: Timestamp) {
-        let downloading: Vec<PatchKey> = self
+        let mut downloading: Vec<PatchKey> = self
             .transfers
             .iter_mut()
             .map(|(patch, transfer)| {
@@ -78,6 +78,7 @@ impl Node {
             .filter(|(_, t)| t.state == TransferState::Downloading && t.paused_until.is_none_or(|until| until <= now))
             .map(|(patch, _)| patch.clone())
             .collect();
+        downloading.retain(|patch| self.may_fetch(patch));
         for patch in downloading {
             while self.may_request_more(&patch) {
                 let Some((peer, index)) = self.pick_request(&patch) else {

@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use super::transfer::{TransferState, TransferStats};
-use super::Node;
+use super::{ApprovalReport, Node};
+use crate::governance::RolloutState;
 use crate::time::Timestamp;
 use crate::wire::Role;
 
@@ -18,6 +19,8 @@ pub struct NodeStatus {
     pub peers: Vec<PeerStatus>,
     /// Known patch versions, oldest key first.
     pub patches: Vec<PatchStatus>,
+    /// Versions a verified order recalled, as `id@version`; none are held.
+    pub recalled: Vec<String>,
 }
 
 /// One connected peer.
@@ -60,9 +63,13 @@ pub struct PatchStatus {
     pub completion_s: Option<f64>,
     /// When the patch completed, in microseconds since the Unix epoch.
     pub completed_at_us: Option<u64>,
+    /// The approvals held and still missing, with a format 2 trust file.
+    pub approvals: Option<ApprovalReport>,
+    /// `active` or `paused` by an order.
+    pub rollout: &'static str,
 }
 
-pub(super) fn snapshot(node: &Node, _now: Timestamp) -> NodeStatus {
+pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
     let peers = node
         .peers
         .iter()
@@ -91,7 +98,14 @@ pub(super) fn snapshot(node: &Node, _now: Timestamp) -> NodeStatus {
                 .completed_at
                 .map(|at| at.saturating_duration_since(transfer.accepted_at).as_secs_f64()),
             completed_at_us: transfer.completed_at.map(Timestamp::as_micros),
+            approvals: node.approval_report(key, now),
+            rollout: match node.rollout_state(key) {
+                RolloutState::Active => "active",
+                RolloutState::Paused { .. } => "paused",
+                RolloutState::Recalled { .. } => "recalled",
+            },
         })
         .collect();
-    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches }
+    let recalled = node.recalled().iter().map(ToString::to_string).collect();
+    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled }
 }

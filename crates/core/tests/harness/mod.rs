@@ -205,6 +205,14 @@ impl Mesh {
         self.drain(index);
     }
 
+    /// Calls `input` on node `index` at the current time, then performs its actions.
+    pub fn input<R>(&mut self, index: usize, input: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
+        let now = self.now;
+        let result = input(self.node(index), now);
+        self.drain(index);
+        result
+    }
+
     pub fn node(&mut self, index: usize) -> &mut Node {
         self.nodes[index].as_mut().expect("node is running")
     }

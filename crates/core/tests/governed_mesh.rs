@@ -1,0 +1,219 @@
+//! Nodes with a format 2 trust file, wired by the in-memory harness: approvals gate the
+//! rollout, orders recall and pause it.
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use harness::{Mesh, START, manifest, pattern, publisher};
+use patchmesh_core::governance::{
+    Approval, ApprovalError, ControlAction, Membership, Policy, SignedMembership, Role as GovernanceRole, RoleKeys, RolloutControl, Rules, SignedPolicy,
+    TrustedPolicy,
+};
+use patchmesh_core::protocol::GovernanceError;
+use patchmesh_core::wire::Message;
+use patchmesh_core::{Event, Manifest, Node, PatchKey, SecretKey, Validation};
+
+const DAY: u64 = 86_400;
+const ROOT: u8 = 1;
+const REVIEWER_A: u8 = 20;
+const REVIEWER_B: u8 = 21;
+const EXECUTIVE: u8 = 30;
+const NODE_ADMIN: u8 = 40;
+
+fn key(seed: u8) -> SecretKey {
+    SecretKey::from_seed([seed; 32])
+}
+
+fn role(keys: &[SecretKey]) -> RoleKeys {
+    RoleKeys { threshold: 1, keys: keys.iter().map(|key| (key.public(), format!("key-{}", key.public().short_id()))).collect() }
+}
+
+/// Publisher (the harness's key) + one reviewer + one executive approve a rollout.
+fn policy() -> TrustedPolicy {
+    let policy = Policy {
+        version: 1,
+        created: START.as_secs() - DAY,
+        expires: START.as_secs() + 365 * DAY,
+        roles: BTreeMap::from([
+            (GovernanceRole::Root, role(&[key(ROOT)])),
+            (GovernanceRole::Publisher, role(&[publisher()])),
+            (GovernanceRole::Reviewer, role(&[key(REVIEWER_A), key(REVIEWER_B)])),
+            (GovernanceRole::Executive, role(&[key(EXECUTIVE)])),
+            (GovernanceRole::NodeAdmin, role(&[key(NODE_ADMIN)])),
+        ]),
+        rules: Rules::default(),
+        revoked: BTreeSet::new(),
+    };
+    let mut signed = SignedPolicy::unsigned(policy);
+    signed.sign(&key(ROOT));
+    TrustedPolicy::bootstrap(signed, START).expect("bootstrap")
+}
+
+/// Builds an origin and `offices` offices, all governed by [`policy`] and connected, with a
+/// 64-chunk patch published on the origin.
+fn governed_mesh(offices: usize) -> (Mesh, std::sync::Arc<Manifest>) {
+    let mut mesh = Mesh::star(offices, 7);
+    for index in 0..mesh.nodes.len() {
+        let config = mesh.node(index).config().clone();
+        mesh.nodes[index] = Some(Node::with_policy(mesh.names[index].clone(), config, policy()));
+    }
+    mesh.connect_all();
+    let (manifest, bytes) = manifest("KB-gov", 1, 1024, &[("fix.msu", pattern(64 * 1024, 3))], &publisher());
+    mesh.publish(0, manifest.clone(), &bytes);
+    mesh.run_for(Duration::from_secs(5));
+    (mesh, manifest)
+}
+
+fn approve(mesh: &mut Mesh, index: usize, manifest: &Manifest, seed: u8) -> Result<usize, GovernanceError> {
+    let approval = Approval::sign(manifest.announcement(), &key(seed));
+    mesh.input(index, |node, now| node.handle_approvals(now, None, vec![approval]))
+}
+
+fn order(action: ControlAction, patch: &PatchKey, seeds: &[u8]) -> RolloutControl {
+    let mut control = RolloutControl::new(action, patch.clone(), "test order", START.as_secs());
+    for &seed in seeds {
+        control.sign(&key(seed));
+    }
+    control
+}
+
+#[test]
+fn no_chunk_request_before_approvals_are_met() {
+    let (mut mesh, manifest) = governed_mesh(3);
+    assert!(mesh.chunk_requests.is_empty(), "chunks requested without approvals: {:?}", mesh.chunk_requests);
+    let report = mesh.node(1).approval_report(manifest.key(), START).expect("office holds the announcement");
+    assert!(!report.met);
+    assert_eq!(report.missing.len(), 2, "{report:?}");
+}
+
+#[test]
+fn fetching_starts_after_the_second_approval() {
+    let (mut mesh, manifest) = governed_mesh(3);
+    assert_eq!(approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("reviewer approval"), 1);
+    mesh.run_for(Duration::from_secs(5));
+    assert!(mesh.chunk_requests.is_empty(), "chunks requested after one approval");
+    // The approval reached every node: offering it again adds nothing anywhere.
+    for index in 0..4 {
+        assert_eq!(approve(&mut mesh, index, &manifest, REVIEWER_A).expect("again"), 0, "node {index}");
+    }
+
+    approve(&mut mesh, 3, &manifest, EXECUTIVE).expect("executive approval");
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.all_complete(manifest.key()), "rollout did not complete after both approvals");
+    let met = mesh.events.iter().filter(|(_, event)| matches!(event, Event::ApprovalsMet { .. })).count();
+    assert_eq!(met, 4, "every node should report the rule met once");
+}
+
+#[test]
+fn approvals_over_another_digest_do_not_count() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    // Same patch version, other content: another digest.
+    let (other, _) = harness::manifest("KB-gov", 1, 1024, &[("fix.msu", pattern(64 * 1024, 4))], &publisher());
+    assert_ne!(other.announcement().digest(), manifest.announcement().digest());
+    let approvals = vec![Approval::sign(other.announcement(), &key(REVIEWER_A)), Approval::sign(other.announcement(), &key(EXECUTIVE))];
+
+    let local = mesh.input(1, |node, now| node.handle_approvals(now, None, approvals.clone()));
+    assert!(matches!(local, Err(GovernanceError::Approval(ApprovalError::OtherManifest { .. }))), "{local:?}");
+    let from = mesh.names[0].clone();
+    mesh.input(2, |node, now| node.handle_message(now, &from, Message::Approvals(approvals)));
+    mesh.run_for(Duration::from_secs(10));
+    assert!(mesh.chunk_requests.is_empty(), "approvals of another manifest started a rollout");
+}
+
+#[test]
+fn two_reviewers_without_executive_do_not_start() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("first reviewer");
+    approve(&mut mesh, 2, &manifest, REVIEWER_B).expect("second reviewer");
+    mesh.run_for(Duration::from_secs(10));
+    assert!(mesh.chunk_requests.is_empty(), "two reviewers started a rollout");
+    let now = mesh.now;
+    let report = mesh.node(1).approval_report(manifest.key(), now).expect("report");
+    assert_eq!(report.missing, ["1 more executive key (0 of 1)".to_string()], "{report:?}");
+}
+
+#[test]
+fn replay_after_recall_is_ignored() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("reviewer");
+    approve(&mut mesh, 1, &manifest, EXECUTIVE).expect("executive");
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.all_complete(manifest.key()));
+
+    let recall = order(ControlAction::Recall, manifest.key(), &[EXECUTIVE]);
+    assert!(mesh.input(2, |node, now| node.handle_control(now, None, recall.clone())).expect("recall"));
+    mesh.run_for(Duration::from_secs(5));
+    for index in 0..3 {
+        let node = mesh.node(index);
+        assert!(node.manifest(manifest.key()).is_none(), "node {index} still holds the recalled patch");
+        assert_eq!(node.recalled(), [manifest.key().clone()], "node {index}");
+    }
+    let recalled = mesh.events.iter().filter(|(_, event)| matches!(event, Event::PatchRecalled { .. })).count();
+    assert_eq!(recalled, 3);
+
+    let from = mesh.names[0].clone();
+    let replay = manifest.announcement().clone();
+    let verdict = mesh.input(1, |node, now| node.handle_gossip(now, &from, replay));
+    assert_eq!(verdict, Validation::Ignore);
+    assert!(mesh.node(1).manifest(manifest.key()).is_none());
+    assert!(!mesh.input(1, |node, now| node.handle_control(now, None, recall)).expect("replayed recall"), "replayed order counted as new");
+}
+
+#[test]
+fn pause_stops_fetching_and_resume_restarts_it() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    let pause = order(ControlAction::Pause, manifest.key(), &[REVIEWER_B]);
+    mesh.input(0, |node, now| node.handle_control(now, None, pause)).expect("pause");
+    approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("reviewer");
+    approve(&mut mesh, 1, &manifest, EXECUTIVE).expect("executive");
+    mesh.run_for(Duration::from_secs(10));
+    assert!(mesh.chunk_requests.is_empty(), "a paused rollout fetched");
+
+    // Issued a second after the pause: among pauses and resumes the latest wins.
+    let mut resume = RolloutControl::new(ControlAction::Resume, manifest.key().clone(), "checked", START.as_secs() + 1);
+    resume.sign(&key(EXECUTIVE));
+    mesh.input(2, |node, now| node.handle_control(now, None, resume)).expect("resume");
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.all_complete(manifest.key()), "resume did not restart the rollout");
+}
+
+#[test]
+fn format_1_node_refuses_approvals() {
+    let mut mesh = Mesh::star(1, 1);
+    let (manifest, _) = manifest("KB-v1", 1, 1024, &[("a", pattern(10, 1))], &publisher());
+    let result = approve(&mut mesh, 1, &manifest, REVIEWER_A);
+    assert!(matches!(result, Err(GovernanceError::NotGoverned)), "{result:?}");
+}
+
+fn members(version: u64, peers: &[&str]) -> SignedMembership {
+    let mut membership = Membership { version, issued: START.as_secs(), ..Membership::default() };
+    for peer in peers {
+        membership.add(peer, "site").expect("member");
+    }
+    let mut signed = SignedMembership { membership, signatures: Vec::new() };
+    signed.sign(&key(NODE_ADMIN));
+    signed
+}
+
+#[test]
+fn membership_update_floods_rollback_rejected() {
+    let (mut mesh, _) = governed_mesh(2);
+    let first = members(1, &["n0", "n1", "n2"]);
+    assert!(mesh.input(1, |node, now| node.handle_membership(now, None, first)).expect("version 1"));
+    mesh.run_for(Duration::from_secs(1));
+    let second = members(2, &["n0", "n1"]);
+    assert!(mesh.input(2, |node, now| node.handle_membership(now, None, second)).expect("version 2"));
+    mesh.run_for(Duration::from_secs(1));
+    for index in 0..3 {
+        assert_eq!(mesh.node(index).membership().map(|list| list.version()), Some(2), "node {index}");
+    }
+
+    let rollback = mesh.input(0, |node, now| node.handle_membership(now, None, members(1, &["n0", "n1", "n2"])));
+    assert!(matches!(rollback, Err(GovernanceError::Membership(_))), "{rollback:?}");
+    let from = mesh.names[1].clone();
+    let signed = members(1, &["n0", "n1", "n2"]);
+    mesh.input(0, |node, now| node.handle_message(now, &from, Message::Membership(signed)));
+    assert_eq!(mesh.node(0).membership().map(|list| list.version()), Some(2));
+}

@@ -1,0 +1,211 @@
+//! Rollouts under a format 2 trust file between real daemons over 127.0.0.1: approvals
+//! gate the rollout, a recall drops the patch everywhere.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::{TestMesh, patchmesh, pattern};
+
+fn ok(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// A mesh of an origin and `offices` offices whose trust file is format 2: the test
+/// mesh's publisher, one reviewer and one executive must approve.
+struct Governed {
+    mesh: TestMesh,
+    reviewer: PathBuf,
+    executive: PathBuf,
+    admin: PathBuf,
+}
+
+impl Governed {
+    fn new(offices: usize) -> Governed {
+        let mesh = TestMesh::new(offices);
+        let dir = mesh.root.path();
+        for name in ["root", "reviewer", "executive", "admin"] {
+            ok(patchmesh(&["keygen", "--out", path(&dir.join(format!("{name}.key")))]), "keygen");
+        }
+        let public = |name: &str| path(&dir.join(format!("{name}.key.pub"))).to_string();
+        let trust = path(&mesh.trust).to_string();
+        std::fs::remove_file(&mesh.trust).expect("remove the format 1 trust file");
+        let init = [
+            "trust".to_string(),
+            "init".into(),
+            "--out".into(),
+            trust.clone(),
+            "--root".into(),
+            format!("root={}", public("root")),
+            "--publisher".into(),
+            format!("it={}", path(&mesh.publisher_key.with_extension("key.pub"))),
+            "--reviewer".into(),
+            format!("alice={}", public("reviewer")),
+            "--executive".into(),
+            format!("cto={}", public("executive")),
+            "--node-admin".into(),
+            format!("ops={}", public("admin")),
+        ];
+        ok(patchmesh(&init.iter().map(String::as_str).collect::<Vec<_>>()), "trust init");
+        ok(patchmesh(&["trust", "sign", &trust, "--key", path(&dir.join("root.key"))]), "trust sign");
+        Governed {
+            reviewer: dir.join("reviewer.key"),
+            executive: dir.join("executive.key"),
+            admin: dir.join("admin.key"),
+            mesh,
+        }
+    }
+
+    /// Publishes a 64-chunk patch `id` through the origin and returns its manifest file.
+    fn publish(&self, id: &str) -> PathBuf {
+        let source = self.mesh.root.path().join(format!("{id}.bin"));
+        std::fs::write(&source, pattern(64 * 4096, 9)).expect("source");
+        ok(self.mesh.publish(id, &[source.as_path()], &["--chunk-size", "4096"]), "publish");
+        self.mesh.root.path().join(format!("{id}.manifest.json"))
+    }
+
+    /// Runs `approve MANIFEST --key KEY --submit` against node `index`.
+    fn approve(&self, manifest: &Path, key: &Path, index: usize) -> String {
+        let socket = self.mesh.nodes[index].socket();
+        ok(patchmesh(&["approve", path(manifest), "--key", path(key), "--submit", "--socket", path(&socket)]), "approve --submit")
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&TestMesh) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.mesh) {
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self.mesh.nodes.iter().map(|node| format!("--- {}\n{}", node.name, node.log())).collect();
+                panic!("{what} not reached within {timeout:?}; logs:\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn rollout_waits_for_two_approvals() {
+    let mut governed = Governed::new(2);
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-gated");
+
+    // Every office learns of the patch and waits.
+    governed.wait_until("announcement at every office", Duration::from_secs(10), |mesh| {
+        mesh.nodes[1..].iter().all(|node| node.patch("KB-gated").is_some())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for node in &governed.mesh.nodes[1..] {
+        let patch = node.patch("KB-gated").expect("patch");
+        assert_eq!(patch["chunks_verified"], 0, "{}: fetched before approval", node.name);
+        assert_eq!(patch["approvals"]["met"], false, "{}", node.name);
+        assert_eq!(patch["approvals"]["missing"].as_array().map(Vec::len), Some(2), "{}: {patch}", node.name);
+    }
+
+    governed.approve(&manifest, &governed.reviewer, 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let patch = governed.mesh.nodes[2].patch("KB-gated").expect("patch");
+    assert_eq!(patch["chunks_verified"], 0, "fetched after one approval: {patch}");
+    assert_eq!(patch["approvals"]["missing"].as_array().map(Vec::len), Some(1), "approval did not reach office-2: {patch}");
+
+    governed.approve(&manifest, &governed.executive, 2);
+    governed.mesh.wait_complete("KB-gated", Duration::from_secs(15));
+
+    let status = ok(
+        patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket()), "--patch", "KB-gated"]),
+        "status --patch",
+    );
+    assert!(status.contains("approval rule: met"), "{status}");
+    assert!(status.contains("reviewer:alice"), "{status}");
+    assert!(status.contains("executive:cto"), "{status}");
+
+    let audit = ok(patchmesh(&["audit", "--data-dir", path(&governed.mesh.nodes[1].data()), "--json", "-"]), "audit");
+    for kind in ["\"trust-change\"", "\"approval\"", "\"publish\""] {
+        assert!(audit.contains(kind), "audit log lacks {kind}:\n{audit}");
+    }
+}
+
+#[test]
+fn recall_drops_the_patch_everywhere() {
+    let mut governed = Governed::new(2);
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-recall");
+    governed.approve(&manifest, &governed.reviewer, 0);
+    governed.approve(&manifest, &governed.executive, 0);
+    governed.mesh.wait_complete("KB-recall", Duration::from_secs(15));
+
+    let version = support::read_manifest(&manifest).key().version.to_string();
+    let recalled_key = format!("KB-recall@{version}");
+    let order = governed.mesh.root.path().join("recall.json");
+    let socket = governed.mesh.nodes[2].socket();
+    ok(
+        patchmesh(&[
+            "recall", "KB-recall", "--version", &version, "--key", path(&governed.executive), "--out", path(&order),
+            "--reason", "breaks printing", "--submit", "--socket", path(&socket),
+        ]),
+        "recall --submit",
+    );
+
+    governed.wait_until("recall at every node", Duration::from_secs(10), |mesh| {
+        mesh.nodes.iter().all(|node| {
+            let status = node.status().expect("status");
+            let recalled = status.node["recalled"].as_array().is_some_and(|list| list.iter().any(|key| key == recalled_key.as_str()));
+            recalled && node.patch("KB-recall").is_none()
+        })
+    });
+    for node in &governed.mesh.nodes {
+        let dir = node.data().join("patches").join("KB-recall").join(&version);
+        assert!(!dir.exists(), "{}: {} still exists after the recall", node.name, dir.display());
+        let audit = std::fs::read_to_string(node.data().join("audit.jsonl")).expect("audit log");
+        assert!(audit.contains("\"recall\""), "{}: no recall in the audit log:\n{audit}", node.name);
+    }
+}
+
+#[test]
+fn unlisted_peer_refused_at_connection() {
+    let mut governed = Governed::new(2);
+    let dir = governed.mesh.root.path().to_path_buf();
+    let members = dir.join("members.toml");
+    let peer_of = |index: usize| {
+        let key = patchmesh_node::keyfile::read_secret_key(&governed.mesh.nodes[index].dir.join("node.key")).expect("node key");
+        patchmesh_node::keyfile::peer_id(&key)
+    };
+    let (listed, unlisted) = ([(0, "hq"), (1, "office-1")], peer_of(2));
+    for (index, site) in listed {
+        ok(patchmesh(&["members", "add", path(&members), "--peer", &peer_of(index), "--site", site]), "members add");
+    }
+    ok(patchmesh(&["members", "sign", path(&members), "--key", path(&governed.admin)]), "members sign");
+    for node in &governed.mesh.nodes {
+        node.append_config(&format!("membership_file = \"{}\"\n", members.display()));
+    }
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-members");
+    governed.approve(&manifest, &governed.reviewer, 0);
+    governed.approve(&manifest, &governed.executive, 0);
+
+    governed.wait_until("office-1 complete", Duration::from_secs(15), |mesh| {
+        mesh.nodes[1].patch("KB-members").is_some_and(|patch| patch["state"] == "complete")
+    });
+    // office-2 dialled both others at start; each refused it before any message.
+    std::thread::sleep(Duration::from_secs(1));
+    let office = &governed.mesh.nodes[2];
+    assert!(office.patch("KB-members").is_none(), "the unlisted office learned of the patch");
+    let peers = office.status().expect("status").node["peers"].as_array().map(Vec::len);
+    assert_eq!(peers, Some(0), "the unlisted office has connected peers");
+    for node in &governed.mesh.nodes[..2] {
+        let log = node.log();
+        let refusals = log.lines().filter(|line| line.contains("not on the membership list") && line.contains(&unlisted)).count();
+        assert!(refusals >= 1, "{}: no refusal logged for {unlisted}:\n{log}", node.name);
+        assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
+    }
+}
