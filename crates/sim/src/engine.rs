@@ -691,10 +691,10 @@ impl<'a> World<'a> {
                 let Some(&to) = self.names.get(&peer) else {
                     return;
                 };
-                let timeout = self.nodes[index].config.request_timeout.as_micros() as u64;
+                let timeout = self.request_timeout_us(index, &fetch);
                 match (self.epoch(index, to), self.network.latency(index, to)) {
                     (Some(epoch), Some(latency)) => {
-                        let deadline_us = self.now + timeout;
+                        let deadline_us = self.now.saturating_add(timeout);
                         self.outstanding.insert((index, request), Outstanding { server: to, deadline_us, flow: None });
                         self.schedule(self.now + latency, Ev::Request { from: index, to, epoch, request, fetch });
                     }
@@ -756,6 +756,22 @@ impl<'a> World<'a> {
                 }
             }
         }
+    }
+
+    /// Returns how long node `index` gives `fetch` before it times the request out, in
+    /// microseconds. It matches the core's deadline, so the flow stops when the core
+    /// gives up. A chunk gets [`NodeConfig::request_deadline`] of its length, often
+    /// shorter than `request_timeout`, and a manifest body gets `request_timeout`.
+    fn request_timeout_us(&self, index: usize, fetch: &FetchRequest) -> u64 {
+        let config = &self.nodes[index].config;
+        let timeout = match fetch {
+            FetchRequest::Chunk { patch, index: chunk } => {
+                let len = self.manifests.get(patch).map_or(0, |manifest| u64::from(manifest.chunk_len(*chunk)));
+                config.request_deadline(len)
+            }
+            FetchRequest::Body { .. } => config.request_timeout,
+        };
+        u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX)
     }
 
     fn mark_assembled(&mut self, index: usize, patch: &PatchKey) {
