@@ -112,6 +112,9 @@ fn rollout_waits_for_two_approvals() {
         assert_eq!(patch["approvals"]["missing"].as_array().map(Vec::len), Some(2), "{}: {patch}", node.name);
     }
 
+    let table = ok(patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket())]), "status");
+    assert!(table.contains("waiting for approvals: needs"), "{table}");
+
     governed.approve(&manifest, &governed.reviewer, 1);
     std::thread::sleep(Duration::from_secs(1));
     let patch = governed.mesh.nodes[2].patch("KB-gated").expect("patch");
@@ -163,6 +166,8 @@ fn recall_drops_the_patch_everywhere() {
             recalled && node.patch("KB-recall").is_none()
         })
     });
+    let table = ok(patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket())]), "status");
+    assert!(table.contains(&format!("{recalled_key}: recalled")), "{table}");
     for node in &governed.mesh.nodes {
         let dir = node.data().join("patches").join("KB-recall").join(&version);
         assert!(!dir.exists(), "{}: {} still exists after the recall", node.name, dir.display());

@@ -141,5 +141,15 @@ fn print_report(report: &StatusReport) {
             number(&patch["stats"]["bytes_from_peers"]),
             number(&patch["stats"]["bytes_served"])
         );
+        if patch["rollout"] == "paused" {
+            println!("    paused by an order: not fetching");
+        }
+        if patch["approvals"]["met"] == false {
+            let missing: Vec<&str> = patch["approvals"]["missing"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+            println!("    waiting for approvals: needs {}", missing.join(" and "));
+        }
+    }
+    for key in node["recalled"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str) {
+        println!("  {key}: recalled");
     }
 }
