@@ -214,3 +214,24 @@ fn unlisted_peer_refused_at_connection() {
         assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
     }
 }
+
+#[test]
+fn approvals_survive_a_restart() {
+    let mut governed = Governed::new(1);
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-restart");
+    governed.approve(&manifest, &governed.reviewer, 0);
+
+    // Restarted alone, the origin can only know the approval from its own data dir.
+    governed.mesh.nodes[0].kill();
+    governed.mesh.nodes[0].start();
+    let patch = governed.mesh.nodes[0].patch("KB-restart").expect("patch restored");
+    let present = patch["approvals"]["present"].to_string();
+    assert!(present.contains("reviewer:alice"), "approval lost in the restart: {patch}");
+    assert_eq!(patch["approvals"]["met"], false, "{patch}");
+
+    governed.approve(&manifest, &governed.executive, 0);
+    let address = vec![governed.mesh.nodes[0].address.clone()];
+    governed.mesh.nodes[1].connect(address);
+    governed.mesh.wait_complete("KB-restart", Duration::from_secs(15));
+}

@@ -56,7 +56,7 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
         .filter(|key| key.split('@').next() == Some(id))
         .collect();
     if patches.is_empty() && recalled.is_empty() {
-        anyhow::bail!("the node holds no version of patch {id:?}; `patchmesh status --socket S` lists the patches it holds");
+        anyhow::bail!("patch {id:?} not found on the node; `patchmesh status --socket S` lists its patches");
     }
     let list = |value: &serde_json::Value| {
         let items: Vec<&str> = value.as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
