@@ -112,6 +112,9 @@ fn rollout_waits_for_two_approvals() {
         assert_eq!(patch["approvals"]["missing"].as_array().map(Vec::len), Some(2), "{}: {patch}", node.name);
     }
 
+    let table = ok(patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket())]), "status");
+    assert!(table.contains("waiting for approvals: needs"), "{table}");
+
     governed.approve(&manifest, &governed.reviewer, 1);
     std::thread::sleep(Duration::from_secs(1));
     let patch = governed.mesh.nodes[2].patch("KB-gated").expect("patch");
@@ -163,6 +166,8 @@ fn recall_drops_the_patch_everywhere() {
             recalled && node.patch("KB-recall").is_none()
         })
     });
+    let table = ok(patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket())]), "status");
+    assert!(table.contains(&format!("{recalled_key}: recalled")), "{table}");
     for node in &governed.mesh.nodes {
         let dir = node.data().join("patches").join("KB-recall").join(&version);
         assert!(!dir.exists(), "{}: {} still exists after the recall", node.name, dir.display());
@@ -208,4 +213,25 @@ fn unlisted_peer_refused_at_connection() {
         assert!(refusals >= 1, "{}: no refusal logged for {unlisted}:\n{log}", node.name);
         assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
     }
+}
+
+#[test]
+fn approvals_survive_a_restart() {
+    let mut governed = Governed::new(1);
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-restart");
+    governed.approve(&manifest, &governed.reviewer, 0);
+
+    // Restarted alone, the origin can only know the approval from its own data dir.
+    governed.mesh.nodes[0].kill();
+    governed.mesh.nodes[0].start();
+    let patch = governed.mesh.nodes[0].patch("KB-restart").expect("patch restored");
+    let present = patch["approvals"]["present"].to_string();
+    assert!(present.contains("reviewer:alice"), "approval lost in the restart: {patch}");
+    assert_eq!(patch["approvals"]["met"], false, "{patch}");
+
+    governed.approve(&manifest, &governed.executive, 0);
+    let address = vec![governed.mesh.nodes[0].address.clone()];
+    governed.mesh.nodes[1].connect(address);
+    governed.mesh.wait_complete("KB-restart", Duration::from_secs(15));
 }

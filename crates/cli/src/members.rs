@@ -4,6 +4,7 @@
 //! no longer cover the content; editing an unsigned list keeps its version, so several
 //! edits make one new version.
 
+use patchmesh_node::control::ControlRequest;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -47,6 +48,8 @@ enum MembersCommand {
         /// The secret key file.
         #[arg(long)]
         key: PathBuf,
+        #[command(flatten)]
+        submit: crate::submit::SubmitArgs,
     },
     /// Print the members and, with --trust, whether the signatures meet the rule.
     Show {
@@ -75,12 +78,14 @@ pub(crate) fn run(args: MembersArgs) -> anyhow::Result<ExitCode> {
             write(&file, &list)?;
             println!("removed {peer} (was at {site}); version {} is unsigned until `patchmesh members sign`", list.membership.version);
         }
-        MembersCommand::Sign { file, key } => {
+        MembersCommand::Sign { file, key, submit } => {
             let mut list = read(&file)?;
             let key = read_signing_key(&key)?;
             list.sign(&key);
             write(&file, &list)?;
             println!("signed membership version {} with {}", list.membership.version, key.public().short_id());
+            let what = format!("membership version {}", list.membership.version);
+            submit.send(&ControlRequest::SubmitMembership { membership: list }, &what)?;
         }
         MembersCommand::Show { file, trust } => {
             let list = read(&file)?;

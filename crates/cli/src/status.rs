@@ -56,7 +56,7 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
         .filter(|key| key.split('@').next() == Some(id))
         .collect();
     if patches.is_empty() && recalled.is_empty() {
-        anyhow::bail!("the node holds no version of patch {id:?}; `patchmesh status --socket S` lists the patches it holds");
+        anyhow::bail!("patch {id:?} not found on the node; `patchmesh status --socket S` lists its patches");
     }
     let list = |value: &serde_json::Value| {
         let items: Vec<&str> = value.as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
@@ -141,5 +141,15 @@ fn print_report(report: &StatusReport) {
             number(&patch["stats"]["bytes_from_peers"]),
             number(&patch["stats"]["bytes_served"])
         );
+        if patch["rollout"] == "paused" {
+            println!("    paused by an order: not fetching");
+        }
+        if patch["approvals"]["met"] == false {
+            let missing: Vec<&str> = patch["approvals"]["missing"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+            println!("    waiting for approvals: needs {}", missing.join(" and "));
+        }
+    }
+    for key in node["recalled"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str) {
+        println!("  {key}: recalled");
     }
 }

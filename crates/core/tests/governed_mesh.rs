@@ -1,6 +1,9 @@
 //! Nodes with a format 2 trust file, wired by the in-memory harness: approvals gate the
 //! rollout, orders recall and pause it.
 
+// The tests return the core's governance errors as they are.
+#![allow(clippy::result_large_err)]
+
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchmesh_core::governance::{Approval, RolloutControl};
+use patchmesh_core::governance::{Approval, RolloutControl, SignedMembership};
 use patchmesh_core::protocol::NodeStatus;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -48,6 +48,11 @@ pub enum ControlRequest {
     SubmitControl {
         /// The order, as in an order file.
         control: RolloutControl,
+    },
+    /// Apply a newer signed membership list and pass it to every peer.
+    SubmitMembership {
+        /// The list, as the text of a membership file.
+        membership: SignedMembership,
     },
     /// The node's audit log.
     Audit,

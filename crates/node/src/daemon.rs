@@ -604,6 +604,12 @@ impl Daemon {
                 let result = result.map(usize::from).map_err(|error| format!("{order} not taken: {error}"));
                 let _ = pending.reply.send(submitted(result));
             }
+            ControlRequest::SubmitMembership { membership } => {
+                let version = membership.membership.version;
+                let result = self.node.handle_membership(Timestamp::now_system(), None, membership);
+                let result = result.map(usize::from).map_err(|error| format!("membership version {version} not taken: {error}"));
+                let _ = pending.reply.send(submitted(result));
+            }
             ControlRequest::Audit => {
                 let response = match self.governance.read_log() {
                     Ok(lines) => ControlResponse::AuditLog { lines },
@@ -710,10 +716,10 @@ impl Daemon {
     /// trust file version the audit log has not seen.
     fn restore_governance(&mut self, trust_version: Option<u64>, membership: Option<VerifiedMembership>) {
         let now = Timestamp::now_system();
-        if let Some(membership) = membership {
-            if let Err(error) = self.node.handle_membership(now, None, membership.signed().clone()) {
-                warn!(%error, "membership list not taken");
-            }
+        if let Some(membership) = membership
+            && let Err(error) = self.node.handle_membership(now, None, membership.signed().clone())
+        {
+            warn!(%error, "membership list not taken");
         }
         if let Some(version) = trust_version {
             let previous = self.governance.last_trust_version();
@@ -775,10 +781,8 @@ impl Daemon {
                 if let Err(error) = self.governance.append(Timestamp::now_system(), audit) {
                     error!(%error, "cannot append to the audit log");
                 }
-                if saves {
-                    if let Err(error) = self.governance.save_documents(&self.node) {
-                        error!(%error, "cannot save approvals and orders; a restart relies on peers to resend them");
-                    }
+                if saves && let Err(error) = self.governance.save_documents(&self.node) {
+                    error!(%error, "cannot save approvals and orders; a restart relies on peers to resend them");
                 }
             }
             Event::MembershipChanged { version } => self.apply_membership(version),

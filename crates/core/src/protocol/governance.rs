@@ -106,6 +106,9 @@ impl Governance {
     }
 }
 
+// Governance documents arrive a few per manifest, so errors a few keys and hashes long
+// are not worth boxing.
+#[allow(clippy::result_large_err)]
 impl Node {
     /// Builds a node governed by a format 2 trust file: an announcement is accepted when
     /// a publisher key of `policy` signed it, and fetched once its approval rule is met.
@@ -375,11 +378,9 @@ impl Node {
             issued: control.issued,
             signers: control.signers().into_iter().collect(),
         }));
-        if after != before {
-            if let RolloutState::Recalled { .. } = after {
-                self.events.push_back(Event::PatchRecalled { patch: patch.clone(), reason: control.reason.clone() });
-                self.handle_patch_removed(now, &patch);
-            }
+        if after != before && matches!(after, RolloutState::Recalled { .. }) {
+            self.events.push_back(Event::PatchRecalled { patch: patch.clone(), reason: control.reason.clone() });
+            self.handle_patch_removed(now, &patch);
         }
         self.forward(from, &Message::Control(control));
         Ok(true)
@@ -433,6 +434,7 @@ impl Node {
 
 /// Checks an approval whose manifest the node has not seen: the signature and the key's
 /// role. The digest is checked when the announcement arrives.
+#[allow(clippy::result_large_err)]
 fn check_unanchored(policy: &TrustedPolicy, approval: &Approval) -> Result<GovernanceRole, ApprovalError> {
     let message = Approval::signed_bytes(&approval.patch, &approval.digest);
     if !approval.key.verify(&message, &approval.signature.0) {
