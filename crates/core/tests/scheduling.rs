@@ -118,3 +118,30 @@ proptest::proptest! {
         proptest::prop_assert!(served <= allowed, "origin served {} bytes, budget plus overruns {}", served, allowed);
     }
 }
+
+#[test]
+fn endgame_bypasses_stalled_peer() {
+    // Offices 1 and 2 hold the patch; office 3 fetches from both, and office 1 never
+    // answers. Its requests stall after 3 s (its rate is unmeasured); without the
+    // endgame they would wait for the 10 s request deadline.
+    let mut configs = vec![config("hq", Role::Origin, 31)];
+    for office in 1..=3u64 {
+        let mut office_config = config(&format!("office-{office}"), Role::Office, 31 + office);
+        office_config.request_timeout = Duration::from_secs(60);
+        configs.push(office_config);
+    }
+    let mut mesh = Mesh::new(configs);
+    mesh.connect(0, 1);
+    mesh.connect(0, 2);
+    let (key, size) = publish(&mut mesh, 40, 4);
+    mesh.run_for(Duration::from_secs(30));
+    assert_eq!(mesh.bytes(2, &key).len() as u64, size, "office 2 did not finish first");
+
+    mesh.stores[1].frozen = true;
+    mesh.connect(1, 3);
+    mesh.connect(2, 3);
+    mesh.run_for(Duration::from_secs(6));
+    assert_eq!(mesh.bytes(3, &key).len() as u64, size, "office 3 waited for the stalled peer");
+    let rested = mesh.events.iter().any(|(node, event)| *node == 3 && matches!(event, Event::PeerSlow { .. }));
+    assert!(!rested, "office 3 finished only after a request deadline");
+}

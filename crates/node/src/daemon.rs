@@ -596,17 +596,21 @@ impl Daemon {
             ControlRequest::Publish { manifest, sources } => self.publish(manifest, sources, pending.reply),
             ControlRequest::SubmitApprovals { approvals } => {
                 let result = self.node.handle_approvals(Timestamp::now_system(), None, approvals);
+                // Save before acknowledging: a client told "submitted" may stop the node.
+                self.pump();
                 let _ = pending.reply.send(submitted(result.map_err(|error| format!("approvals not taken: {error}"))));
             }
             ControlRequest::SubmitControl { control } => {
                 let order = format!("{} of {}", control.action, control.patch);
                 let result = self.node.handle_control(Timestamp::now_system(), None, control);
+                self.pump();
                 let result = result.map(usize::from).map_err(|error| format!("{order} not taken: {error}"));
                 let _ = pending.reply.send(submitted(result));
             }
             ControlRequest::SubmitMembership { membership } => {
                 let version = membership.membership.version;
                 let result = self.node.handle_membership(Timestamp::now_system(), None, membership);
+                self.pump();
                 let result = result.map(usize::from).map_err(|error| format!("membership version {version} not taken: {error}"));
                 let _ = pending.reply.send(submitted(result));
             }

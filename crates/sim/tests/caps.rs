@@ -103,3 +103,52 @@ fn no_window_exceeds_cap() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 16,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0xca95),
+        ..Default::default()
+    })]
+
+    /// Random caps, windows, time zones and start times: no capped link ever carries
+    /// more than its cap at that instant, and every branch still finishes.
+    #[test]
+    fn random_caps_never_exceeded(
+        base_percent in 10u32..=100,
+        window_percent in 5u32..=100,
+        from_hour in 0u32..24,
+        hours in 1u32..12,
+        zone in proptest::sample::select(vec!["UTC", "Europe/London", "America/New_York", "Asia/Kolkata"]),
+        start_minute in 0u64..(7 * 24 * 60),
+        direction in proptest::sample::select(vec!["up", "down", "both"]),
+        seed in 0u64..1000,
+    ) {
+        let start = jiff::Timestamp::from_second(1_796_601_600 + start_minute as i64 * 60).expect("valid time");
+        let text = CAPPED
+            .replace("seed = 5", &format!("seed = {seed}"))
+            .replace("start = \"2026-12-07T07:59:30Z\"", &format!("start = \"{start}\""))
+            .replace("size = \"64MiB\"", "size = \"8MiB\"")
+            .replace("direction = \"down\"", &format!("direction = \"{direction}\""))
+            .replace("time_zone = \"Europe/London\"", &format!("time_zone = \"{zone}\""))
+            .replace("rate = \"100%\"", &format!("rate = \"{base_percent}%\""))
+            .replace(
+                "window = [{ days = \"mon-fri\", from = \"08:00\", to = \"18:00\", rate = \"20%\" }]",
+                &format!(
+                    "window = [{{ from = \"{from_hour:02}:00\", to = \"{:02}:00\", rate = \"{window_percent}%\" }}]",
+                    (from_hour + hours) % 24
+                ),
+            );
+        let scenario = Scenario::from_toml(&text, Path::new("."), "capped").expect("scenario loads");
+        let world = World::new(&scenario, scenario.strategies[0], scenario.seed).expect("world builds");
+        let outcome = world.run(&mut |_| {});
+        let finished = outcome.nodes.iter().filter(|node| !node.origin).all(|node| node.completed_us.is_some());
+        proptest::prop_assert!(finished, "a branch never finished");
+        for trace in &outcome.cap_traces {
+            for &(at, load) in &trace.load {
+                let cap = value_at(&trace.cap, at);
+                proptest::prop_assert!(load <= cap * (1.0 + 1e-9), "site {} at {} us: load {} over cap {}", trace.site, at, load, cap);
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 mod budget;
 mod config;
+mod endgame;
 mod governance;
 mod peer;
 mod schedule;
@@ -359,7 +360,7 @@ impl Node {
             .filter_map(|id| self.peers.get(id))
             .filter(|peer| peer.cooling_down)
             .filter_map(|peer| peer.cooldown_until);
-        request_deadline.into_iter().chain(pauses).chain(origin_retries).chain(cooldowns).min()
+        request_deadline.into_iter().chain(pauses).chain(origin_retries).chain(cooldowns).chain(self.endgame_timeout()).min()
     }
 
     fn request_set_key(&self) -> (usize, u64) {
@@ -956,6 +957,10 @@ impl Node {
         if !transfer.have.insert(chunk.index) {
             return;
         }
+        // Another request for the same chunk (an endgame duplicate) may still be out;
+        // its answer will be a duplicate, so the chunk no longer counts as in flight.
+        transfer.in_flight.remove(&chunk.index);
+        transfer.endgame.remove(&chunk.index);
         let len = u64::from(transfer.announcement.header.chunk_len(chunk.index));
         if from_origin {
             transfer.stats.bytes_from_origin += len;
@@ -1032,6 +1037,9 @@ impl Node {
         if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
             if transfer.in_flight.get(&chunk.index) == Some(&request) {
                 transfer.in_flight.remove(&chunk.index);
+            }
+            if transfer.endgame.get(&chunk.index) == Some(&request) {
+                transfer.endgame.remove(&chunk.index);
             }
         }
     }

@@ -80,6 +80,14 @@ impl Peer {
         depth.clamp(floor, MAX_PIPELINE.max(floor))
     }
 
+    /// Seconds this peer should take to deliver `len` bytes while `concurrent` requests
+    /// share its path; `None` until its rate is measured.
+    pub(crate) fn predicted_seconds(&self, len: u32, concurrent: u32) -> Option<f64> {
+        let rate = self.rate?;
+        let rtt = self.rtt.map_or(0.0, |rtt| rtt.as_secs_f64());
+        Some(f64::from(len) * f64::from(concurrent.max(1)) / rate.max(1.0) + rtt)
+    }
+
     pub(crate) fn is_site_cache(&self) -> bool {
         self.hello.as_ref().is_some_and(|hello| hello.site_cache)
     }

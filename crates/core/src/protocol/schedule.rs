@@ -87,6 +87,7 @@ impl Node {
                 self.start_chunk_request(now, peer, ChunkId { patch: patch.clone(), index });
             }
         }
+        self.run_endgame(now);
     }
 
     /// Whether another chunk request for `patch` fits within `max_requests_total`.

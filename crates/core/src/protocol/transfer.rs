@@ -47,6 +47,11 @@ pub(crate) struct Transfer {
     pub(crate) have: Bitfield,
     /// Chunks requested and not yet answered, with the request that carries each.
     pub(crate) in_flight: BTreeMap<u32, RequestId>,
+    /// Chunks in flight that also have an endgame request to a second peer, with it.
+    pub(crate) endgame: BTreeMap<u32, RequestId>,
+    /// Chunks whose stall the endgame has already examined, so its timer does not fire
+    /// again for them.
+    pub(crate) endgame_checked: BTreeSet<u32>,
     /// For each chunk, how many connected non-origin peers advertise it. Rarest-first
     /// picks from the lowest counts.
     pub(crate) availability: Vec<u32>,
@@ -83,6 +88,8 @@ impl Transfer {
             state: TransferState::FetchingBody,
             have: Bitfield::new(0),
             in_flight: BTreeMap::new(),
+            endgame: BTreeMap::new(),
+            endgame_checked: BTreeSet::new(),
             availability: Vec::new(),
             body_request: None,
             body_failed_from: BTreeSet::new(),
