@@ -8,6 +8,7 @@
 mod budget;
 mod config;
 mod governance;
+mod origin_scan;
 mod peer;
 mod schedule;
 mod status;
