@@ -742,11 +742,26 @@ impl Node {
         }
         self.flush_have();
         self.request_bodies(now);
-        self.schedule_chunks(now);
+        if self.may_schedule_chunks(now) {
+            self.schedule_chunks(now);
+        }
         let key = self.request_set_key();
         if self.earliest_request.0 != key {
             self.earliest_request = (key, self.scan_request_deadlines());
         }
+    }
+
+    /// Tells whether a scheduling pass could change anything: a chunk request slot is
+    /// free, or an origin retry pause is due to expire. With every slot taken the pass
+    /// picks no chunk and draws no random number, so skipping it on the many `Have`s
+    /// that arrive while requests are in flight changes no decision.
+    ///
+    /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
+    /// across all patches; a per-patch limit there must be reflected here.
+    fn may_schedule_chunks(&self, now: Timestamp) -> bool {
+        let in_flight: u32 = self.peers.values().map(|peer| peer.in_flight).sum();
+        in_flight < self.config.max_requests_total
+            || self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now))
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {
