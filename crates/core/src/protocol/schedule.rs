@@ -156,7 +156,9 @@ impl Node {
 
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
-        let shares = self.shares();
+        // Working out the shares sorts the site names. A pick that ends at a peer of this
+        // node's site never needs them, so they are worked out when first needed.
+        let mut shares: Option<Shares> = None;
         for (_, _, _, id, peer) in candidates {
             let origin = peer.is_origin();
             let same_site = peer.hello.as_ref().is_some_and(|hello| hello.site == self.config.site);
@@ -190,6 +192,7 @@ impl Node {
                     same_site,
                     start,
                 };
+                let shares = *shares.get_or_insert_with(|| self.shares());
                 if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
                     return Some((id.clone(), index));
                 }
@@ -210,7 +213,7 @@ impl Node {
                     continue;
                 }
                 // Chunks outside this node's site share come from its site neighbours.
-                if only_unheld && !same_site && !shares.fetches_remotely(index) {
+                if only_unheld && !same_site && !shares.get_or_insert_with(|| self.shares()).fetches_remotely(index) {
                     continue;
                 }
                 // Lower is better: rarest first.
