@@ -751,17 +751,21 @@ impl Node {
         }
     }
 
-    /// Tells whether a scheduling pass could change anything: a chunk request slot is
-    /// free, or an origin retry pause is due to expire. With every slot taken the pass
-    /// picks no chunk and draws no random number, so skipping it on the many `Have`s
-    /// that arrive while requests are in flight changes no decision.
+    /// Tells whether a scheduling pass could change anything: an origin retry pause is
+    /// due to expire, or a patch is downloading and a chunk request slot is free. Without
+    /// either the pass picks no chunk and draws no random number, so skipping it on the
+    /// many `Have`s that arrive while requests are in flight changes no decision.
+    ///
+    /// The slots are counted only when a patch is downloading: an origin or a node that
+    /// holds everything has thousands of peers and no requests to count.
     ///
     /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
     /// across all patches; a per-patch limit there must be reflected here.
     fn may_schedule_chunks(&self, now: Timestamp) -> bool {
-        let in_flight: u32 = self.peers.values().map(|peer| peer.in_flight).sum();
-        in_flight < self.config.max_requests_total
-            || self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now))
+        let retry_due = self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now));
+        let downloading = self.transfers.values().any(|transfer| transfer.state == TransferState::Downloading);
+        retry_due
+            || (downloading && self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total)
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {
