@@ -756,8 +756,8 @@ impl Node {
     /// either the pass picks no chunk and draws no random number, so skipping it on the
     /// many `Have`s that arrive while requests are in flight changes no decision.
     ///
-    /// The slots are counted only when a patch is downloading: an origin or a node that
-    /// holds everything has thousands of peers and no requests to count.
+    /// The slots are counted only when a patch is downloading: the origin may have
+    /// thousands of peers and never has a request to count.
     ///
     /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
     /// across all patches; a per-patch limit there must be reflected here.
