@@ -130,6 +130,12 @@ impl Bitfield {
         indices
     }
 
+    /// Returns chunks `64·word ..= 64·word + 63` as one word, chunk `64·word + b` in bit
+    /// `b`, zero past the end, so callers can combine sets a word at a time.
+    pub fn word(&self, word: usize) -> u64 {
+        load_word(&self.bits, word * 8)
+    }
+
     /// The indices in the set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len).filter(|&index| self.contains(index))

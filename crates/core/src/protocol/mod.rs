@@ -9,6 +9,7 @@ mod budget;
 mod config;
 mod endgame;
 mod governance;
+mod origin_scan;
 mod peer;
 mod schedule;
 mod status;
@@ -742,11 +743,30 @@ impl Node {
         }
         self.flush_have();
         self.request_bodies(now);
-        self.schedule_chunks(now);
+        if self.may_schedule_chunks(now) {
+            self.schedule_chunks(now);
+        }
         let key = self.request_set_key();
         if self.earliest_request.0 != key {
             self.earliest_request = (key, self.scan_request_deadlines());
         }
+    }
+
+    /// Tells whether a scheduling pass could change anything: an origin retry pause is
+    /// due to expire, or a patch is downloading and a chunk request slot is free. Without
+    /// either the pass picks no chunk and draws no random number, so skipping it on the
+    /// many `Have`s that arrive while requests are in flight changes no decision.
+    ///
+    /// The slots are counted only when a patch is downloading: the origin may have
+    /// thousands of peers and never has a request to count.
+    ///
+    /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
+    /// across all patches; a per-patch limit there must be reflected here.
+    fn may_schedule_chunks(&self, now: Timestamp) -> bool {
+        let retry_due = self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now));
+        let downloading = self.transfers.values().any(|transfer| transfer.state == TransferState::Downloading);
+        retry_due
+            || (downloading && self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total)
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {

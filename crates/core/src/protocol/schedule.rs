@@ -31,7 +31,8 @@
 //! The scan is O(peers × chunks) per request. That is fine for a daemon with tens of
 //! peers and for simulations of a few thousand nodes. Peers whose advertised chunks are
 //! held already are never scanned: the scan visits only the chunks a peer holds and this
-//! node lacks, found a byte at a time.
+//! node lacks, found a word at a time. The origin's turn (`origin_scan.rs`) applies its
+//! filters to 64 chunks at a time and scores only the chunks that pass.
 
 use super::peer::Peer;
 use super::transfer::TransferState;
@@ -39,6 +40,7 @@ use super::{Action, Node, Pending, SourcePolicy};
 use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
 use crate::wire::FetchRequest;
+use super::origin_scan::OriginScan;
 
 
 /// How a node splits chunks with the other nodes of its site and the other sites.
@@ -155,78 +157,72 @@ impl Node {
 
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
-        let shares = self.shares();
-        // Peers that can serve now: a resting or banned peer's chunks do not keep a chunk
-        // away from the origin, or a frozen peer holding everything would stall the node.
-        // Needed only for the origin, usually the last candidate, so built when reached.
-        let mut usable: Option<Vec<&crate::Bitfield>> = None;
+        // Working out the shares sorts the site names. A pick that ends at a peer of this
+        // node's site never needs them, so they are worked out when first needed.
+        let mut shares: Option<Shares> = None;
         for (_, _, _, id, peer) in candidates {
             let origin = peer.is_origin();
             let same_site = peer.hello.as_ref().is_some_and(|hello| hello.site == self.config.site);
             let advertised = peer.have.get(patch);
             let chunk_count = transfer.chunk_count();
             let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
+            if origin {
+                // Peers that can serve now: a resting or banned peer's chunks do not keep
+                // a chunk away from the origin, or a frozen peer holding everything would
+                // stall the node. The origin is usually the last candidate. It sits at one
+                // site, but its uplink is the scarce one: it counts as outside for every
+                // node but its own site's, so `same_site` applies the site share as for
+                // any peer at another site.
+                let usable: Vec<&crate::Bitfield> = if only_unheld {
+                    self.peers
+                        .iter()
+                        .filter(|(id, peer)| !peer.is_origin() && self.usable(id, peer))
+                        .filter_map(|(_, peer)| peer.have.get(patch))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let scan = OriginScan {
+                    chunk_count,
+                    have: &transfer.have,
+                    in_flight: &transfer.in_flight,
+                    declined: &transfer.origin_declined,
+                    availability: &transfer.availability,
+                    usable: &usable,
+                    only_unheld,
+                    same_site,
+                    start,
+                };
+                let shares = *shares.get_or_insert_with(|| self.shares());
+                if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
+                    return Some((id.clone(), index));
+                }
+                continue;
+            }
             // Only chunks the peer has and this node lacks are worth a look; listing
-            // them bytewise first saves testing every index against every peer. The
-            // origin has every chunk, so its indices need no list.
-            let listed: Vec<u32> = if origin {
-                Vec::new()
-            } else {
-                match advertised {
-                    Some(bits) => bits.difference(&transfer.have),
-                    None => continue,
-                }
+            // them bytewise first saves testing every index against every peer.
+            let Some(advertised) = advertised else {
+                continue;
             };
+            let listed = advertised.difference(&transfer.have);
             // Visit them from `start` and wrap around, as a full scan from there would.
-            // Exactly one of the two sources is non-empty.
-            let (all_from_start, all_before_start) = if origin { (start..chunk_count, 0..start) } else { (0..0, 0..0) };
             let split = listed.partition_point(|&index| index < start);
-            let order = all_from_start
-                .chain(all_before_start)
-                .chain(listed[split..].iter().chain(&listed[..split]).copied());
-            // Lower is better: (rarity, outside this node's origin share).
-            let mut best: Option<(u32, (u32, bool))> = None;
+            let order = listed[split..].iter().chain(&listed[..split]).copied();
+            let mut best: Option<(u32, u32)> = None;
             for index in order {
-                if transfer.have.contains(index) || transfer.in_flight.contains_key(&index) {
+                if transfer.in_flight.contains_key(&index) {
                     continue;
                 }
-                let holds = origin || advertised.is_some_and(|bits| bits.contains(index));
-                if !holds {
+                // Chunks outside this node's site share come from its site neighbours.
+                if only_unheld && !same_site && !shares.get_or_insert_with(|| self.shares()).fetches_remotely(index) {
                     continue;
                 }
-                // The origin sits at one site, but its uplink is the scarce one: it
-                // counts as outside for every node but its own site's.
-                if only_unheld && !same_site && !shares.fetches_remotely(index) {
-                    continue;
-                }
-                if origin && transfer.origin_declined.contains(&index) {
-                    continue;
-                }
+                // Lower is better: rarest first.
                 let rarity = transfer.availability[index as usize];
-                if origin && only_unheld && rarity > 0 {
-                    let usable = usable.get_or_insert_with(|| {
-                        self.peers
-                            .iter()
-                            .filter(|(id, peer)| {
-                                !peer.is_origin()
-                                    && peer.hello.is_some()
-                                    && !peer.cooling_down
-                                    && !self.banned.contains_key(*id)
-                            })
-                            .filter_map(|(_, peer)| peer.have.get(patch))
-                            .collect()
-                    });
-                    if usable.iter().any(|bits| bits.contains(index)) {
-                        continue;
-                    }
-                }
-                let outside_share = origin && !shares.from_origin(index);
-                let score = (rarity, outside_share);
-                if best.is_none_or(|(_, best_score)| score < best_score) {
-                    best = Some((index, score));
-                    // Nothing can beat a chunk only this peer advertises (or, from the
-                    // origin, one nobody holds in this node's share): stop scanning.
-                    if score == (0, false) || (!origin && rarity <= 1) {
+                if best.is_none_or(|(_, best_rarity)| rarity < best_rarity) {
+                    best = Some((index, rarity));
+                    // Nothing can beat a chunk only this peer advertises: stop scanning.
+                    if rarity <= 1 {
                         break;
                     }
                 }
