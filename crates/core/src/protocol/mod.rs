@@ -765,7 +765,11 @@ impl Node {
     fn may_schedule_chunks(&self, now: Timestamp) -> bool {
         let retry_due = self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now));
         let downloading = self.transfers.values().any(|transfer| transfer.state == TransferState::Downloading);
+        // A due endgame stall must be examined even with every slot taken, or its timer
+        // would fire again at once.
+        let endgame_due = downloading && self.endgame_timeout().is_some_and(|at| at <= now);
         retry_due
+            || endgame_due
             || (downloading && self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total)
     }
 
