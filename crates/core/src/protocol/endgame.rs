@@ -15,10 +15,9 @@ use std::time::Duration;
 
 use super::peer::Peer;
 use super::transfer::{Transfer, TransferState};
-use super::{Action, Node, Pending, SourcePolicy};
+use super::{Node, Pending, SourcePolicy};
 use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
-use crate::wire::FetchRequest;
 
 /// The most missing chunks at which the endgame starts.
 const ENDGAME_CHUNKS: usize = 4;
@@ -156,18 +155,11 @@ impl Node {
     }
 
     fn send_second_request(&mut self, now: Timestamp, peer: PeerId, chunk: ChunkId) {
-        let request = self.allocate_request();
-        let len = u64::from(self.transfers.get(&chunk.patch).map_or(0, |t| t.announcement.header.chunk_len(chunk.index)));
-        let deadline = now.saturating_add(self.config.request_deadline(len));
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.in_flight += 1;
+        tracing::debug!(%peer, %chunk, "endgame: requesting an overdue chunk from a second peer");
+        let (patch, index) = (chunk.patch.clone(), chunk.index);
+        let request = self.send_chunk_request(now, peer, chunk);
+        if let Some(transfer) = self.transfers.get_mut(&patch) {
+            transfer.endgame.insert(index, request);
         }
-        if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
-            transfer.endgame.insert(chunk.index, request);
-        }
-        tracing::debug!(%peer, %chunk, "endgame: asking a second peer for an overdue chunk");
-        self.requests.insert(request, Pending::Chunk { peer: peer.clone(), chunk: chunk.clone(), deadline, started: now });
-        let fetch = FetchRequest::Chunk { patch: chunk.patch, index: chunk.index };
-        self.actions.push_back(Action::Request { request, peer, fetch });
     }
 }

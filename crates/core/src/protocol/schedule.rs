@@ -265,18 +265,27 @@ impl Node {
     }
 
     fn start_chunk_request(&mut self, now: Timestamp, peer: PeerId, chunk: ChunkId) {
+        let index = chunk.index;
+        let patch = chunk.patch.clone();
+        let request = self.send_chunk_request(now, peer, chunk);
+        if let Some(transfer) = self.transfers.get_mut(&patch) {
+            transfer.in_flight.insert(index, request);
+        }
+    }
+
+    /// Sends a request for `chunk` to `peer` and tracks it with its deadline; the caller
+    /// records it as the chunk's first or endgame request.
+    pub(super) fn send_chunk_request(&mut self, now: Timestamp, peer: PeerId, chunk: ChunkId) -> super::RequestId {
         let request = self.allocate_request();
         let len = u64::from(self.transfers.get(&chunk.patch).map_or(0, |t| t.announcement.header.chunk_len(chunk.index)));
         let deadline = now.saturating_add(self.config.request_deadline(len));
         if let Some(state) = self.peers.get_mut(&peer) {
             state.in_flight += 1;
         }
-        if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
-            transfer.in_flight.insert(chunk.index, request);
-        }
         tracing::trace!(%peer, %chunk, "requesting chunk");
         self.requests.insert(request, Pending::Chunk { peer: peer.clone(), chunk: chunk.clone(), deadline, started: now });
         let fetch = FetchRequest::Chunk { patch: chunk.patch, index: chunk.index };
         self.actions.push_back(Action::Request { request, peer, fetch });
+        request
     }
 }
