@@ -310,3 +310,21 @@ fn trust_chain_with_a_gap_rejected() {
     assert!(matches!(gap, Err(GovernanceError::Trust { offered: 3, .. })), "{gap:?}");
     assert_eq!(mesh.node(1).policy().map(|policy| policy.policy().version), Some(1));
 }
+
+#[test]
+fn membership_list_sets_peer_sites() {
+    let (mut mesh, _) = governed_mesh(2);
+    let mut membership = Membership { version: 1, issued: START.as_secs(), ..Membership::default() };
+    for (peer, site) in [("n0", "hq"), ("n1", "branch-north"), ("n2", "hq")] {
+        membership.add(peer, site).expect("member");
+    }
+    let mut signed = SignedMembership { membership, signatures: Vec::new() };
+    signed.sign(&key(NODE_ADMIN));
+    mesh.input(0, |node, now| node.handle_membership(now, None, signed)).expect("list");
+    mesh.run_for(Duration::from_secs(1));
+
+    let status = mesh.node(0).status(START);
+    let site_of = |peer: &str| status.peers.iter().find(|state| state.peer == peer).and_then(|state| state.site.clone());
+    assert_eq!(site_of("n1").as_deref(), Some("branch-north"), "n1 claims office-0 but the list says branch-north");
+    assert_eq!(site_of("n2").as_deref(), Some("hq"), "n2 claims office-1 but the list says hq");
+}

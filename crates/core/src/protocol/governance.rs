@@ -202,6 +202,11 @@ impl Node {
         self.governance.as_ref().and_then(|governance| governance.membership.as_ref())
     }
 
+    /// Returns `peer`'s site on the membership list, if the node holds a list naming it.
+    pub(super) fn listed_site(&self, peer: &PeerId) -> Option<&str> {
+        self.membership()?.signed().membership.members.get(peer.as_str()).map(String::as_str)
+    }
+
     /// Returns the rollout state of `patch` under the node's orders. Without governance
     /// it is always active.
     pub fn rollout_state(&self, patch: &PatchKey) -> RolloutState {
@@ -455,6 +460,13 @@ impl Node {
         let version = verified.version();
         info!(version, members = new.len(), "membership list taken");
         governance.membership = Some(verified);
+        // A peer's site decides which chunks it fetches from and serves to whom, so the
+        // signed list overrides what the peer itself claims.
+        for (peer, state) in &mut self.peers {
+            if let (Some(hello), Some(site)) = (state.hello.as_mut(), signed.membership.members.get(peer.as_str())) {
+                hello.site.clone_from(site);
+            }
+        }
         self.events.push_back(Event::MembershipChanged { version });
         self.events.push_back(Event::Audit(AuditEvent::MembershipChange {
             from_version,

@@ -786,6 +786,13 @@ impl Node {
         if hello.version != WIRE_VERSION {
             debug!(peer = %from, version = hello.version, "peer speaks another wire version");
         }
+        let mut hello = hello;
+        if let Some(listed) = self.listed_site(from)
+            && listed != hello.site
+        {
+            debug!(peer = %from, claimed = %hello.site, %listed, "peer's site taken from the membership list");
+            hello.site = listed.to_string();
+        }
         let Some(state) = self.peers.get_mut(from) else {
             return;
         };
