@@ -118,7 +118,10 @@ fn approvals_over_another_digest_do_not_count() {
     let approvals = vec![Approval::sign(other.announcement(), &key(REVIEWER_A)), Approval::sign(other.announcement(), &key(EXECUTIVE))];
 
     let local = mesh.input(1, |node, now| node.handle_approvals(now, None, approvals.clone()));
-    assert!(matches!(local, Err(GovernanceError::Approval(ApprovalError::OtherManifest { .. }))), "{local:?}");
+    assert!(
+        matches!(local, Err(GovernanceError::ApprovalsRejected { stored: 0, rejected: 2, first: ApprovalError::OtherManifest { .. } })),
+        "{local:?}"
+    );
     let from = mesh.names[0].clone();
     mesh.input(2, |node, now| node.handle_message(now, &from, Message::Approvals(approvals)));
     mesh.run_for(Duration::from_secs(10));
@@ -327,4 +330,24 @@ fn membership_list_sets_peer_sites() {
     let site_of = |peer: &str| status.peers.iter().find(|state| state.peer == peer).and_then(|state| state.site.clone());
     assert_eq!(site_of("n1").as_deref(), Some("branch-north"), "n1 claims office-0 but the list says branch-north");
     assert_eq!(site_of("n2").as_deref(), Some("hq"), "n2 claims office-1 but the list says hq");
+}
+
+#[test]
+fn valid_approvals_kept_beside_a_rejected_one() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    let stranger = SecretKey::from_seed([99; 32]);
+    let approvals = vec![
+        Approval::sign(manifest.announcement(), &key(REVIEWER_A)),
+        Approval::sign(manifest.announcement(), &stranger),
+        Approval::sign(manifest.announcement(), &key(EXECUTIVE)),
+    ];
+    let local = mesh.input(1, |node, now| node.handle_approvals(now, None, approvals));
+    assert!(
+        matches!(local, Err(GovernanceError::ApprovalsRejected { stored: 2, rejected: 1, first: ApprovalError::UnknownKey { .. } })),
+        "{local:?}"
+    );
+
+    // The two valid approvals meet the rule and reach the other nodes.
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.all_complete(manifest.key()), "the valid approvals beside a rejected one were not used");
 }

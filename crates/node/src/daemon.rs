@@ -15,7 +15,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm, identity, noise, ping, tcp, yamux};
-use patchmesh_core::protocol::{BodyOutcome, InboundId, RequestId};
+use patchmesh_core::protocol::{BodyOutcome, GovernanceError, InboundId, RequestId};
 use patchmesh_core::wire::{ANNOUNCE_TOPIC, DeclineReason, FetchRequest, FetchResponse, Message};
 use patchmesh_core::{
     Action, Announcement, Bitfield, ChunkId, ChunkOutcome, Event, Manifest, Node, NodeConfig, PatchKey, PeerId, Role,
@@ -608,7 +608,11 @@ impl Daemon {
                 let result = self.node.handle_approvals(Timestamp::now_system(), None, approvals);
                 // Save before acknowledging: a client told "submitted" may stop the node.
                 self.pump();
-                let _ = pending.reply.send(submitted(result.map_err(|error| format!("approvals not taken: {error}"))));
+                let result = result.map_err(|error| match error {
+                    GovernanceError::ApprovalsRejected { .. } => error.to_string(),
+                    other => format!("approvals not taken: {other}"),
+                });
+                let _ = pending.reply.send(submitted(result));
             }
             ControlRequest::SubmitControl { control } => {
                 let order = format!("{} of {}", control.action, control.patch);

@@ -88,6 +88,17 @@ pub enum GovernanceError {
         /// How many arrived.
         count: usize,
     },
+    /// Some approvals of a local batch did not count; the valid ones were stored and
+    /// forwarded.
+    #[error("{rejected} approval(s) not counted, the first because {first}; {stored} new approval(s) stored")]
+    ApprovalsRejected {
+        /// New approvals stored from the same batch.
+        stored: usize,
+        /// Approvals that did not count.
+        rejected: usize,
+        /// Why the first of them did not count.
+        first: ApprovalError,
+    },
     /// More approvals in one message than one manifest can collect.
     #[error("{count} approvals in one message, more than the maximum of {MAX_APPROVALS}")]
     TooManyApprovals {
@@ -152,8 +163,9 @@ impl Node {
     ///
     /// A peer's approval with a bad signature counts as a strike against the peer. One
     /// for another manifest or by a key without a role is dropped quietly, because an
-    /// honest peer with another policy version can send it. A local caller gets the
-    /// first such error back instead, and nothing after it in the batch is stored.
+    /// honest peer with another policy version can send it. A local caller gets
+    /// [`GovernanceError::ApprovalsRejected`] with the first such error instead; the
+    /// valid approvals of its batch are still stored and forwarded.
     pub fn handle_approvals(&mut self, now: Timestamp, from: Option<&PeerId>, approvals: Vec<Approval>) -> Result<usize, GovernanceError> {
         let result = self.take_approvals(now, from, approvals);
         self.after_input(now);
@@ -341,6 +353,8 @@ impl Node {
         }
         let mut fresh = Vec::new();
         let mut bad_signature = None;
+        // For a local caller: the first approval that does not count, and how many.
+        let mut local_rejection: Option<(ApprovalError, usize)> = None;
         for approval in approvals {
             let checked = match self.transfers.get(&approval.patch) {
                 Some(transfer) => approval.check(&governance.policy, &transfer.announcement),
@@ -348,11 +362,15 @@ impl Node {
             };
             let role = match checked {
                 Ok(role) => role,
-                Err(error @ ApprovalError::BadSignature { .. }) => {
+                Err(error @ ApprovalError::BadSignature { .. }) if from.is_some() => {
                     bad_signature.get_or_insert(error);
                     continue;
                 }
-                Err(error) if from.is_none() => return Err(error.into()),
+                Err(error) if from.is_none() => {
+                    let (_, count) = local_rejection.get_or_insert((error, 0));
+                    *count += 1;
+                    continue;
+                }
                 Err(error) => {
                     debug!(peer = ?from.map(PeerId::as_str), %error, "approval not counted");
                     continue;
@@ -378,11 +396,8 @@ impl Node {
                 fresh.push(approval);
             }
         }
-        if let Some(error) = bad_signature {
-            match from {
-                Some(peer) => self.strike(peer, error.to_string()),
-                None => return Err(error.into()),
-            }
+        if let (Some(error), Some(peer)) = (bad_signature, from) {
+            self.strike(peer, error.to_string());
         }
         let patches: BTreeSet<PatchKey> = fresh.iter().map(|approval| approval.patch.clone()).collect();
         for patch in &patches {
@@ -392,7 +407,10 @@ impl Node {
         if !fresh.is_empty() {
             self.forward(from, &Message::Approvals(fresh));
         }
-        Ok(count)
+        match local_rejection {
+            Some((first, rejected)) => Err(GovernanceError::ApprovalsRejected { stored: count, rejected, first }),
+            None => Ok(count),
+        }
     }
 
     pub(super) fn take_control(&mut self, now: Timestamp, from: Option<&PeerId>, control: RolloutControl) -> Result<bool, GovernanceError> {
