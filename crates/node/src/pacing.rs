@@ -6,6 +6,9 @@
 //! 1-second window carries at most 1.04 times the cap. The wrapper
 //! sits directly on the TCP stream, below noise and yamux, so the cap includes their
 //! framing and every protocol message.
+//!
+//! [`Pacer::set_schedules`] swaps the schedules of a live bucket, which every connection
+//! shares, so a reload changes the cap of connections already open without closing them.
 
 use std::future::Future;
 use std::io;
@@ -28,12 +31,13 @@ const RATE_REFRESH: Duration = Duration::from_secs(1);
 /// A token bucket for one direction.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    schedules: Vec<CapSchedule>,
     state: Mutex<Bucket>,
 }
 
 #[derive(Debug)]
 struct Bucket {
+    /// The caps; the lowest applies at each instant, none means uncapped.
+    schedules: Vec<CapSchedule>,
     /// Bytes that may pass now.
     tokens: f64,
     /// Bytes per second, or `None` when uncapped.
@@ -46,8 +50,28 @@ impl Pacer {
     /// Creates a pacer whose rate is the lowest of `schedules` at each instant, and
     /// uncapped when every schedule is.
     pub(crate) fn new(schedules: Vec<CapSchedule>) -> Arc<Pacer> {
-        let bucket = Bucket { tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
-        Arc::new(Pacer { schedules, state: Mutex::new(bucket) })
+        let bucket = Bucket { schedules, tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
+        Arc::new(Pacer { state: Mutex::new(bucket) })
+    }
+
+    /// Replaces the schedules; the next grant uses the new rate. Tokens saved under the
+    /// old rate are cut to the new bucket depth, so a lowered cap holds from the first
+    /// window rather than after the old burst drains.
+    pub(crate) fn set_schedules(&self, schedules: Vec<CapSchedule>) {
+        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.schedules = schedules;
+        bucket.rate_read = None;
+        let wall = Timestamp::now_system();
+        let rate = bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
+        if let Some(rate) = rate {
+            bucket.tokens = bucket.tokens.min(rate * BURST_SHARE);
+        }
+    }
+
+    /// The rate in force now, in bytes per second, or `None` when uncapped.
+    pub(crate) fn current_rate(&self) -> Option<f64> {
+        let bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(Timestamp::now_system())).reduce(f64::min)
     }
 
     /// Grants up to `want` bytes now, or returns how long to wait for some.
@@ -56,7 +80,7 @@ impl Pacer {
         let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if bucket.rate_read.is_none_or(|read| now.duration_since(read) >= RATE_REFRESH) {
             let wall = Timestamp::now_system();
-            bucket.rate = self.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
+            bucket.rate = bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
             bucket.rate_read = Some(now);
         }
         let Some(rate) = bucket.rate else {
