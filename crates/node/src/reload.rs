@@ -140,3 +140,103 @@ pub(crate) async fn forward_sighup(requests: mpsc::Sender<PendingControl>) {
         let _ = answer.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "site = \"hq\"\ndata_dir = \"data\"\nidentity_key = \"node.key\"\ntrust_file = \"trust.toml\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n";
+
+    /// A node's settings loaded from `node.toml` in a temp dir, with live pacers and hooks.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        settings: NodeSettings,
+        pacers: Pacers,
+        hooks: Hooks,
+    }
+
+    impl Fixture {
+        fn new(text: &str) -> Fixture {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("node.toml"), text).expect("write config");
+            let settings = NodeSettings::load(&dir.path().join("node.toml")).expect("valid config");
+            let pacers = Pacers { upload: Pacer::new(settings.upload_caps.clone()), download: Pacer::new(settings.download_caps.clone()) };
+            let identity = crate::hooks::Identity { site: "hq".into(), peer_id: "peer".into() };
+            let hooks = Hooks::start(settings.hooks.clone(), dir.path(), identity);
+            Fixture { dir, settings, pacers, hooks }
+        }
+
+        fn reload(&mut self, text: &str) -> Result<Reloaded, ReloadError> {
+            std::fs::write(self.dir.path().join("node.toml"), text).expect("write config");
+            reload(&mut self.settings, &self.pacers, &self.hooks)
+        }
+    }
+
+    fn with_upload(rate: &str) -> String {
+        format!("{BASE}[caps]\nupload = {{ rate = \"{rate}\" }}\n")
+    }
+
+    #[tokio::test]
+    async fn new_cap_applied() {
+        let mut fixture = Fixture::new(&with_upload("8Mbit/s"));
+        let done = fixture.reload(&with_upload("800kbit/s")).expect("reload");
+        assert_eq!(done.applied, vec!["caps"]);
+        assert_eq!(fixture.pacers.upload.current_rate(), Some(100_000.0));
+    }
+
+    #[tokio::test]
+    async fn unchanged_file_applies_nothing() {
+        let mut fixture = Fixture::new(&with_upload("8Mbit/s"));
+        let done = fixture.reload(&with_upload("8Mbit/s")).expect("reload");
+        assert!(done.applied.is_empty(), "{done:?}");
+    }
+
+    #[tokio::test]
+    async fn broken_file_keeps_caps() {
+        let mut fixture = Fixture::new(&with_upload("8Mbit/s"));
+        let error = fixture.reload(&with_upload("eight megabits")).expect_err("invalid rate");
+        assert!(error.to_string().contains("caps.upload"), "{error}");
+        assert_eq!(fixture.pacers.upload.current_rate(), Some(1_000_000.0));
+    }
+
+    #[tokio::test]
+    async fn syntax_error_keeps_caps() {
+        let mut fixture = Fixture::new(&with_upload("8Mbit/s"));
+        let error = fixture.reload("site = ").expect_err("syntax error");
+        assert!(error.to_string().contains("keeps its current settings"), "{error}");
+        assert_eq!(fixture.settings.upload_caps.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fixed_keys_named() {
+        let mut fixture = Fixture::new(BASE);
+        let changed = BASE.replace("hq", "branch").replace("tcp/0", "tcp/7400");
+        let done = fixture.reload(&changed).expect("reload");
+        assert_eq!(done.restart_needed, vec!["site", "listen"]);
+        assert_eq!(fixture.settings.site, "hq");
+    }
+
+    #[tokio::test]
+    async fn disk_budget_applied() {
+        let mut fixture = Fixture::new(BASE);
+        let done = fixture.reload(&format!("{BASE}disk_budget = \"1GiB\"\n")).expect("reload");
+        assert_eq!(done.applied, vec!["disk_budget"]);
+        assert_eq!(fixture.settings.disk_budget, Some(1 << 30));
+    }
+
+    #[tokio::test]
+    async fn hooks_applied() {
+        let mut fixture = Fixture::new(BASE);
+        let done = fixture.reload(&format!("{BASE}[hooks]\ntimeout = \"30s\"\n")).expect("reload");
+        assert_eq!(done.applied, vec!["hooks"]);
+        assert_eq!(fixture.settings.hooks.timeout, std::time::Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn parsed_settings_cannot_reload() {
+        let mut fixture = Fixture::new(BASE);
+        fixture.settings.config_path = None;
+        let error = reload(&mut fixture.settings, &fixture.pacers, &fixture.hooks).expect_err("no file");
+        assert!(matches!(error, ReloadError::NoConfigFile));
+    }
+}
