@@ -19,9 +19,9 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// A mesh of the origin and one office whose config gets `hooks` appended, with every
-/// node started, and a 20-chunk patch `id` published at `version`. Returns the mesh and
-/// the patch's bytes.
+/// Starts the origin and one office whose config gets `hooks` appended, publishes a
+/// 20-chunk patch `id` at `version` and waits for the office to complete it. Returns the
+/// mesh and the patch's bytes.
 fn mesh_with_hooks(hooks: &str, id: &str, version: u64) -> (TestMesh, Vec<u8>) {
     let mut mesh = TestMesh::new(1);
     mesh.nodes[1].append_config(hooks);

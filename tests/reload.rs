@@ -100,7 +100,7 @@ fn fixed_key_change_warned() {
     assert_eq!(node.status().expect("status").node["site"], "hq");
 }
 
-/// Bytes office-1 holds of patch `id`, from its status.
+/// Returns the bytes of patch `id` that `node` has received, from its status.
 fn received(node: &TestNode, id: &str) -> u64 {
     node.patch(id).map_or(0, |patch| patch["stats"]["bytes_from_origin"].as_u64().unwrap_or(0) + patch["stats"]["bytes_from_peers"].as_u64().unwrap_or(0))
 }

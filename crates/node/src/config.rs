@@ -39,8 +39,8 @@
 //!
 //! Relative paths are resolved against the directory holding the config file.
 //!
-//! A running node re-reads this file on SIGHUP or `patchmesh node reload`; `[caps]`,
-//! `[hooks]` and `disk_budget` take effect at once, other keys only after a restart
+//! A running node reads this file again on SIGHUP or `patchmesh node reload`. `[caps]`,
+//! `[hooks]` and `disk_budget` take effect at once; other keys need a restart
 //! (see [`crate::reload`]).
 
 use std::path::{Path, PathBuf};

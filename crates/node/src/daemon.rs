@@ -728,7 +728,7 @@ impl Daemon {
                 None => log_event(&event, 0),
             }
             // Read before a recall removes the files; queued after, so the hook runs on
-            // a store that no longer holds the version.
+            // a store that no longer contains the version.
             let hook = HookEvent::from_core(&event, &self.node, &self.files);
             self.on_governance_event(event);
             if let Some(hook) = hook {

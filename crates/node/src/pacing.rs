@@ -55,7 +55,7 @@ impl Pacer {
     }
 
     /// Replaces the schedules; the next grant uses the new rate. Tokens saved under the
-    /// old rate are cut to the new bucket depth, so a lowered cap holds from the first
+    /// old rate are cut to the new bucket depth, so a lowered cap applies from the first
     /// window rather than after the old burst drains.
     pub(crate) fn set_schedules(&self, schedules: Vec<CapSchedule>) {
         let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -68,7 +68,7 @@ impl Pacer {
         }
     }
 
-    /// The rate in force now, in bytes per second, or `None` when uncapped.
+    /// Returns the rate in force now, in bytes per second, or `None` when uncapped.
     pub(crate) fn current_rate(&self) -> Option<f64> {
         let bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(Timestamp::now_system())).reduce(f64::min)
@@ -220,7 +220,7 @@ mod tests {
         (address, reader)
     }
 
-    /// The most bytes any 1-second window starting at or after `from` carried.
+    /// Returns the maximum bytes any 1-second window starting at or after `from` carried.
     fn worst_window(samples: &[(f64, u64)], from: f64) -> f64 {
         let mut worst = 0.0f64;
         for (index, &(start, before)) in samples.iter().enumerate().filter(|(_, sample)| sample.0 >= from) {
@@ -260,7 +260,7 @@ mod tests {
     }
 
     /// Lowers the cap of a connection that is already sending, as a reload does, and
-    /// checks that every 1-second window from 0.2 s after the change holds the new cap.
+    /// checks that every 1-second window from 0.2 s after the change stays within the new cap.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lowered_cap_applies_to_open_connection() {
         const BEFORE: f64 = 2_000_000.0;

@@ -34,7 +34,7 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
 }
 
-/// What a reload did.
+/// The result of a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reloaded {
     /// The file read.
@@ -73,7 +73,7 @@ pub(crate) fn reload(settings: &mut NodeSettings, pacers: &Pacers, hooks: &Hooks
     Ok(Reloaded { path, applied, restart_needed })
 }
 
-/// The keys that differ between `old` and `new` and cannot change while the node runs.
+/// Returns the keys that differ between `old` and `new` and cannot change while the node runs.
 pub(crate) fn restart_keys(old: &NodeSettings, new: &NodeSettings) -> Vec<&'static str> {
     let checks = [
         ("site", old.site != new.site),
@@ -93,7 +93,7 @@ pub(crate) fn restart_keys(old: &NodeSettings, new: &NodeSettings) -> Vec<&'stat
     checks.into_iter().filter(|(_, changed)| *changed).map(|(key, _)| key).collect()
 }
 
-/// Runs a reload for the event loop and logs it; the control response says the same.
+/// Runs a reload for the event loop and logs it; the control response reports the same.
 pub(crate) fn handle(settings: &mut NodeSettings, pacers: &Pacers, hooks: &Hooks) -> ControlResponse {
     match reload(settings, pacers, hooks) {
         Ok(done) => {

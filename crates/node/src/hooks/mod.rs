@@ -78,7 +78,7 @@ impl fmt::Display for HookKind {
     }
 }
 
-/// What the node knew about a patch version when the event happened.
+/// The facts about a patch version that a hook receives, taken when the event happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookEvent {
     /// Which event.
@@ -109,7 +109,7 @@ impl HookEvent {
             Event::PatchRecalled { patch, reason } if files.contains_key(patch) => (HookKind::Recalled, patch, Some(reason.clone())),
             _ => return None,
         };
-        // The core forgets a recalled version before the event is read; the manager fills
+        // The core drops a recalled version before the daemon reads the event; the manager fills
         // these in from the ledger's earlier records of the version.
         let manifest = node.manifest(patch);
         Some(HookEvent {
@@ -123,7 +123,7 @@ impl HookEvent {
         })
     }
 
-    /// The `PATCHMESH_*` variables for this event.
+    /// Returns the `PATCHMESH_*` variables for this event.
     fn environment(&self, identity: &Identity) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("PATCHMESH_EVENT", self.kind.to_string()),
@@ -150,7 +150,7 @@ impl HookEvent {
     }
 }
 
-/// Where a hook record stands.
+/// The progress of a hook run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookState {
@@ -162,7 +162,7 @@ pub enum HookState {
     Finished,
 }
 
-/// How a hook ended.
+/// The result of a hook run: exit status, signal, timeout, or why it never ran.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum HookOutcome {
@@ -212,13 +212,13 @@ impl fmt::Display for HookOutcome {
     }
 }
 
-/// One hook run: the latest state for one event of one patch version. The ledger holds
+/// One hook run: the latest state for one event of one patch version. The ledger contains
 /// at most one record per (event, patch version).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookRecord {
-    /// The event and what the hook was told about it.
+    /// The event and the facts passed to the hook.
     pub event: HookEvent,
-    /// Where the run stands.
+    /// The progress of the run.
     pub state: HookState,
     /// When the event was queued, in seconds since the Unix epoch.
     pub queued_at: u64,
@@ -226,7 +226,7 @@ pub struct HookRecord {
     pub started_at: Option<u64>,
     /// When it finished, in seconds since the Unix epoch.
     pub finished_at: Option<u64>,
-    /// How it ended, once finished.
+    /// The result, once finished.
     pub outcome: Option<HookOutcome>,
 }
 
@@ -301,7 +301,7 @@ impl Hooks {
         self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// The records of hooks that failed (non-zero exit, signal, timeout, not started or
+    /// Returns the records of hooks that failed (non-zero exit, signal, timeout, not started or
     /// interrupted), oldest first. For status reports of failed hooks.
     pub fn failures(&self) -> Vec<HookRecord> {
         self.records().into_iter().filter(HookRecord::is_failure).collect()

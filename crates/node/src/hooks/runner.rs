@@ -16,7 +16,7 @@ pub(super) const OUTPUT_LIMIT: usize = 16 * 1024;
 /// the background may hold the pipes open; the node does not wait for it.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// What one stream of a hook printed.
+/// The output of one stream of a hook.
 #[derive(Debug, Default)]
 pub(super) struct Captured {
     /// The first [`OUTPUT_LIMIT`] bytes.

@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::HookKind;
 
-/// How long a hook may run before the node kills it, unless `hooks.timeout` says
-/// otherwise. Ten minutes leaves room for an installer that unpacks a large patch.
+/// How long a hook may run before the node kills it, unless `hooks.timeout` sets
+/// another. Ten minutes leaves room for an installer that unpacks a large patch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// Hooks that may run at once, unless `hooks.max_running` says otherwise.
+/// Hooks that may run at once, unless `hooks.max_running` sets another number.
 pub const DEFAULT_MAX_RUNNING: usize = 2;
 /// The highest `hooks.max_running` accepted: hooks are meant for a few installs a day,
 /// not a worker pool.
@@ -60,7 +60,7 @@ impl Default for HookSettings {
 }
 
 impl HookSettings {
-    /// The command for `kind`, if one is configured.
+    /// Returns the command for `kind`, if one is configured.
     pub fn command(&self, kind: HookKind) -> Option<&HookCommand> {
         match kind {
             HookKind::Verified => self.verified.as_ref(),
