@@ -205,6 +205,7 @@ impl fmt::Display for HookOutcome {
             HookOutcome::Succeeded => f.write_str("exit status 0"),
             HookOutcome::Exited { code } => write!(f, "exit status {code}"),
             HookOutcome::Signalled { signal } => write!(f, "killed by signal {signal}"),
+            HookOutcome::TimedOut { after_ms } if after_ms % 1000 == 0 => write!(f, "killed after the timeout of {} s", after_ms / 1000),
             HookOutcome::TimedOut { after_ms } => write!(f, "killed after the timeout of {after_ms} ms"),
             HookOutcome::NotStarted { error } => write!(f, "could not start: {error}"),
             HookOutcome::Interrupted => f.write_str("interrupted: the node stopped while the hook ran; not run again"),
@@ -349,12 +350,13 @@ impl Manager {
             info!(state = ?earlier.state, "hook already ran or is queued for this patch version; not running it again");
             return;
         }
-        if event.total_bytes.is_none() {
-            if let Some(known) = self.records.iter().rev().find(|record| record.event.patch == event.patch && record.event.total_bytes.is_some()) {
-                event.total_bytes = known.event.total_bytes;
-                event.manifest_digest.clone_from(&known.event.manifest_digest);
-                event.body_hash.clone_from(&known.event.body_hash);
-            }
+        let known = self.records.iter().rev().find(|record| record.event.patch == event.patch && record.event.total_bytes.is_some());
+        if event.total_bytes.is_none()
+            && let Some(known) = known
+        {
+            event.total_bytes = known.event.total_bytes;
+            event.manifest_digest.clone_from(&known.event.manifest_digest);
+            event.body_hash.clone_from(&known.event.body_hash);
         }
         debug!("hook queued");
         let now = Timestamp::now_system().as_secs();

@@ -284,3 +284,9 @@ fn trim_keeps_newest_finished() {
     assert_eq!(records.len(), ledger::MAX_FINISHED);
     assert_eq!(records[0].event.patch.version, 5);
 }
+
+#[test]
+fn timeout_shown_in_seconds() {
+    assert_eq!(HookOutcome::TimedOut { after_ms: 600_000 }.to_string(), "killed after the timeout of 600 s");
+    assert_eq!(HookOutcome::TimedOut { after_ms: 1500 }.to_string(), "killed after the timeout of 1500 ms");
+}
