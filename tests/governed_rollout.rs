@@ -268,3 +268,100 @@ fn recall_runs_recalled_hook() {
     assert!(env.contains("PATCHMESH_REASON=breaks printing\n"), "{env}");
     assert!(!env.contains("PATCHMESH_FILE="), "{env}");
 }
+
+/// The trust file version node `index` enforces, from its status.
+fn trust_version(mesh: &TestMesh, index: usize) -> Option<u64> {
+    mesh.nodes[index].status().and_then(|status| status.node["trust_version"].as_u64())
+}
+
+#[test]
+fn trust_update_spreads_and_survives_a_restart() {
+    let mut governed = Governed::new(2);
+    governed.mesh.start_all();
+    let dir = governed.mesh.root.path().to_path_buf();
+    let trust = path(&governed.mesh.trust).to_string();
+    for name in ["cto2", "usurper"] {
+        ok(patchmesh(&["keygen", "--out", path(&dir.join(format!("{name}.key")))]), "keygen");
+    }
+
+    // An update signed only by a key the installed version does not trust as root.
+    let usurped = path(&dir.join("usurped.toml")).to_string();
+    let usurper = format!("root:mallory={}", path(&dir.join("usurper.key.pub")));
+    ok(patchmesh(&["trust", "rotate", &trust, "--out", &usurped, "--add", &usurper, "--remove", "root"]), "rotate");
+    ok(patchmesh(&["trust", "sign", &usurped, "--key", path(&dir.join("usurper.key"))]), "sign");
+    let socket = governed.mesh.nodes[1].socket();
+    let refused = patchmesh(&["trust", "submit", &usurped, "--socket", path(&socket)]);
+    assert!(!refused.status.success(), "a usurped trust file was taken");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not taken"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    // Version 2, signed by the real root, revokes the executive's key and adds cto2.
+    let next = path(&dir.join("next.toml")).to_string();
+    let cto2 = format!("executive:cto2={}", path(&dir.join("cto2.key.pub")));
+    ok(patchmesh(&["trust", "rotate", &trust, "--out", &next, "--revoke", "cto", "--add", &cto2]), "rotate");
+    ok(patchmesh(&["trust", "sign", &next, "--key", path(&dir.join("root.key"))]), "sign");
+    ok(patchmesh(&["trust", "submit", &next, "--socket", path(&socket)]), "submit");
+    governed.wait_until("trust version 2 at every node", Duration::from_secs(10), |mesh| {
+        (0..mesh.nodes.len()).all(|index| trust_version(mesh, index) == Some(2))
+    });
+
+    // The revoked executive no longer approves; the new one does.
+    let manifest = governed.publish("KB-rotated");
+    governed.approve(&manifest, &governed.reviewer, 2);
+    let socket = governed.mesh.nodes[2].socket();
+    let aside = path(&dir.join("revoked.approvals.json")).to_string();
+    let revoked = patchmesh(&[
+        "approve",
+        path(&manifest),
+        "--key",
+        path(&governed.executive),
+        "--approvals",
+        &aside,
+        "--submit",
+        "--socket",
+        path(&socket),
+    ]);
+    assert!(!revoked.status.success(), "the node took an approval by a revoked key");
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&revoked.stderr));
+    governed.approve(&manifest, &dir.join("cto2.key"), 2);
+    governed.mesh.wait_complete("KB-rotated", Duration::from_secs(20));
+
+    governed.mesh.nodes[2].kill();
+    governed.mesh.nodes[2].start();
+    assert_eq!(trust_version(&governed.mesh, 2), Some(2), "the update was lost in the restart");
+}
+
+#[test]
+fn gossiped_membership_list_enforced_without_config() {
+    let mut governed = Governed::new(2);
+    governed.mesh.start_all();
+    let dir = governed.mesh.root.path().to_path_buf();
+    let members = dir.join("members.toml");
+    let peer_of = |index: usize| governed.mesh.nodes[index].status().expect("status").peer_id;
+    let unlisted = peer_of(2);
+    for (index, site) in [(0, "hq"), (1, "office-1")] {
+        ok(patchmesh(&["members", "add", path(&members), "--peer", &peer_of(index), "--site", site]), "members add");
+    }
+    let socket = governed.mesh.nodes[0].socket();
+    ok(patchmesh(&["members", "sign", path(&members), "--key", path(&governed.admin), "--submit", "--socket", path(&socket)]), "members sign");
+
+    // No node has membership_file set: the signed list alone cuts office-2 off.
+    governed.wait_until("office-2 disconnected", Duration::from_secs(10), |mesh| {
+        mesh.nodes[2].status().is_some_and(|status| status.node["peers"].as_array().is_some_and(Vec::is_empty))
+    });
+    for node in &governed.mesh.nodes[..2] {
+        let log = node.log();
+        assert!(log.contains("membership list enforced"), "{}: list not enforced:\n{log}", node.name);
+        let peers = node.status().expect("status").node["peers"].to_string();
+        assert!(!peers.contains(&unlisted), "{} is still connected to office-2: {peers}", node.name);
+    }
+
+    // office-1 keeps enforcing it after a restart, from its data dir.
+    governed.mesh.nodes[1].kill();
+    governed.mesh.nodes[1].start();
+    let log_before = governed.mesh.nodes[1].log().len();
+    let address = vec![governed.mesh.nodes[1].address.clone()];
+    governed.mesh.nodes[2].connect(address);
+    governed.wait_until("office-1 refuses office-2 after the restart", Duration::from_secs(10), |mesh| {
+        mesh.nodes[1].log()[log_before..].contains("not on the membership list")
+    });
+}

@@ -35,6 +35,20 @@ enum TrustCommand {
     Verify(VerifyArgs),
     /// Print roles, thresholds, rules and signatures.
     Show(ShowArgs),
+    /// Hand the next trust file version to a running node, which enforces it and passes
+    /// it to every peer.
+    Submit(TrustSubmitArgs),
+}
+
+#[derive(clap::Args)]
+struct TrustSubmitArgs {
+    /// The new trust file version, signed by the root threshold of the version nodes
+    /// enforce now and of its own.
+    file: PathBuf,
+    /// The node's control socket (`control_socket` in its node.toml, by default
+    /// `<data_dir>/control.sock`).
+    #[arg(long, env = "PATCHMESH_SOCKET")]
+    socket: PathBuf,
 }
 
 /// A key holder as `NAME=PATH.pub` or `NAME=ed25519:<base64>`.
@@ -202,6 +216,13 @@ pub(crate) fn run(args: TrustArgs) -> anyhow::Result<ExitCode> {
         }
         TrustCommand::Verify(args) => verify(args),
         TrustCommand::Show(args) => show(args),
+        TrustCommand::Submit(args) => {
+            let policy = read_policy(&args.file)?;
+            let what = format!("trust file version {}", policy.policy.version);
+            let submit = crate::submit::SubmitArgs { submit: true, socket: Some(args.socket) };
+            submit.send(&patchmesh_node::control::ControlRequest::SubmitTrust { trust: policy }, &what)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

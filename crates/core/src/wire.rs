@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
-use crate::governance::{Approval, RolloutControl, SignedMembership};
+use crate::governance::{Approval, RolloutControl, SignedMembership, SignedPolicy};
 use crate::ids::PatchKey;
 use crate::manifest::{Announcement, MAX_BODY_BYTES, MAX_CHUNK_SIZE};
 
@@ -93,6 +93,12 @@ pub enum Message {
     /// The sender's latest verified membership list, sent on connect and forwarded to
     /// every peer when it is newer than the receiver's.
     Membership(SignedMembership),
+    /// Consecutive trust file versions (format 2), oldest first, ending with the one the
+    /// sender enforces; at most
+    /// [`MAX_TRUST_CHAIN`](crate::protocol::MAX_TRUST_CHAIN). Sent on connect and
+    /// forwarded to every peer when the sender moves to a newer version, so a node a few
+    /// versions behind can step through each one.
+    Trust(Vec<SignedPolicy>),
 }
 
 /// A request on [`FETCH_PROTOCOL`].

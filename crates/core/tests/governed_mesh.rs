@@ -220,3 +220,93 @@ fn membership_update_floods_rollback_rejected() {
     mesh.input(0, |node, now| node.handle_message(now, &from, Message::Membership(signed)));
     assert_eq!(mesh.node(0).membership().map(|list| list.version()), Some(2));
 }
+
+const NEW_EXECUTIVE: u8 = 31;
+const NEW_ROOT: u8 = 2;
+
+/// The next trust file version: `change` edits it, then each key in `signers` signs it.
+fn next_trust(previous: &SignedPolicy, signers: &[u8], change: impl FnOnce(&mut Policy)) -> SignedPolicy {
+    let mut next = previous.policy.next_version(START.as_secs(), START.as_secs() + 365 * DAY);
+    change(&mut next);
+    let mut signed = SignedPolicy::unsigned(next);
+    for &seed in signers {
+        signed.sign(&key(seed));
+    }
+    signed
+}
+
+/// Version 2: the executive's key is revoked and replaced.
+fn rotated_executive() -> SignedPolicy {
+    next_trust(policy().signed(), &[ROOT], |next| {
+        next.revoke(&key(EXECUTIVE).public());
+        next.roles.insert(GovernanceRole::Executive, role(&[key(NEW_EXECUTIVE)]));
+    })
+}
+
+fn trust_versions(mesh: &mut Mesh) -> Vec<Option<u64>> {
+    (0..mesh.nodes.len()).map(|index| mesh.node(index).policy().map(|policy| policy.policy().version)).collect()
+}
+
+#[test]
+fn trust_update_reaches_every_node() {
+    let (mut mesh, _) = governed_mesh(3);
+    let taken = mesh.input(2, |node, now| node.handle_trust(now, None, vec![rotated_executive()]));
+    assert_eq!(taken.expect("version 2"), Some(2));
+    mesh.run_for(Duration::from_secs(1));
+    assert_eq!(trust_versions(&mut mesh), vec![Some(2); 4]);
+    let changed = mesh.events.iter().filter(|(_, event)| matches!(event, Event::TrustChanged { version: 2 })).count();
+    assert_eq!(changed, 4, "every node should report version 2 once");
+}
+
+#[test]
+fn rotated_key_counts_and_revoked_key_does_not() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    mesh.input(0, |node, now| node.handle_trust(now, None, vec![rotated_executive()])).expect("version 2");
+    mesh.run_for(Duration::from_secs(1));
+    approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("reviewer approval");
+    let revoked = approve(&mut mesh, 1, &manifest, EXECUTIVE);
+    assert!(revoked.is_err(), "the revoked executive key was taken: {revoked:?}");
+    mesh.run_for(Duration::from_secs(5));
+    assert!(mesh.chunk_requests.is_empty(), "chunks requested on a revoked key's approval");
+
+    approve(&mut mesh, 2, &manifest, NEW_EXECUTIVE).expect("new executive approval");
+    mesh.run_for(Duration::from_secs(30));
+    assert!(mesh.all_complete(manifest.key()), "rollout did not complete with the rotated key");
+}
+
+#[test]
+fn trust_update_signed_only_by_new_root_rejected() {
+    let (mut mesh, _) = governed_mesh(2);
+    let takeover = next_trust(policy().signed(), &[NEW_ROOT], |next| {
+        next.roles.insert(GovernanceRole::Root, role(&[key(NEW_ROOT)]));
+    });
+    let local = mesh.input(1, |node, now| node.handle_trust(now, None, vec![takeover.clone()]));
+    assert!(matches!(local, Err(GovernanceError::Trust { offered: 2, .. })), "{local:?}");
+
+    let from = mesh.names[0].clone();
+    mesh.input(1, |node, now| node.handle_message(now, &from, Message::Trust(vec![takeover])));
+    mesh.run_for(Duration::from_secs(1));
+    assert_eq!(trust_versions(&mut mesh), vec![Some(1); 3]);
+}
+
+#[test]
+fn node_steps_through_a_chain_of_versions() {
+    let (mut mesh, _) = governed_mesh(1);
+    let second = rotated_executive();
+    let third = next_trust(&second, &[ROOT], |_| {});
+    let taken = mesh.input(1, |node, now| node.handle_trust(now, None, vec![third.clone(), second.clone()]));
+    assert_eq!(taken.expect("versions 2 and 3"), Some(3));
+    assert_eq!(mesh.node(1).trust_chain().len(), 3, "the chain keeps versions 1 to 3");
+
+    let again = mesh.input(1, |node, now| node.handle_trust(now, None, vec![second, third]));
+    assert_eq!(again.expect("old versions"), None, "versions already enforced change nothing");
+}
+
+#[test]
+fn trust_chain_with_a_gap_rejected() {
+    let (mut mesh, _) = governed_mesh(1);
+    let third = next_trust(&rotated_executive(), &[ROOT], |_| {});
+    let gap = mesh.input(1, |node, now| node.handle_trust(now, None, vec![third]));
+    assert!(matches!(gap, Err(GovernanceError::Trust { offered: 3, .. })), "{gap:?}");
+    assert_eq!(mesh.node(1).policy().map(|policy| policy.policy().version), Some(1));
+}

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchmesh_core::governance::{Approval, RolloutControl, SignedMembership};
+use patchmesh_core::governance::{Approval, RolloutControl, SignedMembership, SignedPolicy};
 use patchmesh_core::protocol::NodeStatus;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -53,6 +53,11 @@ pub enum ControlRequest {
     SubmitMembership {
         /// The list, as the text of a membership file.
         membership: SignedMembership,
+    },
+    /// Apply the next trust file version (format 2) and pass it to every peer.
+    SubmitTrust {
+        /// The version, as the text of a trust file.
+        trust: SignedPolicy,
     },
     /// The node's audit log.
     Audit,

@@ -129,21 +129,31 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         governance::LoadedTrust::Governed(policy) => Some(policy),
         governance::LoadedTrust::Publishers(_) => None,
     };
-    let trust_version = policy.as_ref().map(|policy| policy.policy().version);
-    let membership = match (&settings.membership_file, &policy) {
-        (None, _) => None,
-        (Some(path), None) => {
-            let reason = format!("membership_file {} needs a format 2 trust file, but this one is format 1; convert it with `patchmesh trust init --import-v1`", path.display());
-            return Err(DaemonError::Trust { path: settings.trust_file.clone(), reason });
-        }
-        (Some(path), Some(policy)) => Some(
-            governance::read_membership(path, &settings.data_dir, policy, Timestamp::now_system())
-                .map_err(|reason| DaemonError::Trust { path: path.clone(), reason })?,
-        ),
-    };
-    let node = match policy {
+    if let (Some(path), None) = (&settings.membership_file, &policy) {
+        let reason = format!("membership_file {} needs a format 2 trust file, but this one is format 1; convert it with `patchmesh trust init --import-v1`", path.display());
+        return Err(DaemonError::Trust { path: settings.trust_file.clone(), reason });
+    }
+    let mut node = match policy {
         Some(policy) => Node::with_policy(local, config, policy),
         None => Node::new(local, config, trust.clone()),
+    };
+    // Newer trust file versions taken from peers before a restart; the membership list
+    // may be signed under one of them, so they apply first.
+    restore_trust_chain(&mut node, &settings.data_dir);
+    let trust = match node.policy() {
+        Some(policy) => policy.publisher_trust(),
+        None => trust,
+    };
+    let trust_version = node.policy().map(|policy| policy.policy().version);
+    let membership = match node.policy() {
+        None => None,
+        Some(policy) => {
+            governance::read_membership(settings.membership_file.as_deref(), &settings.data_dir, policy, Timestamp::now_system())
+                .map_err(|reason| DaemonError::Trust {
+                    path: settings.membership_file.clone().unwrap_or_else(|| settings.data_dir.join("membership.toml")),
+                    reason,
+                })?
+        }
     };
 
     let idle = settings.idle_connection_timeout;
@@ -626,6 +636,17 @@ impl Daemon {
                 let result = result.map(usize::from).map_err(|error| format!("membership version {version} not taken: {error}"));
                 let _ = pending.reply.send(submitted(result));
             }
+            ControlRequest::SubmitTrust { trust } => {
+                let version = trust.policy.version;
+                let result = self.node.handle_trust(Timestamp::now_system(), None, vec![trust]);
+                self.pump();
+                let result = match result {
+                    Ok(Some(_)) => Ok(1),
+                    Ok(None) => Err(format!("trust file version {version} not taken: the node already enforces version {version} or later")),
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = pending.reply.send(submitted(result));
+            }
             ControlRequest::Reload => {
                 let _ = pending.reply.send(reload::handle(&mut self.settings, &self.pacers, &self.hooks));
             }
@@ -781,11 +802,20 @@ impl Daemon {
         if let Err(error) = governance::save_membership(&self.settings.data_dir, &signed) {
             error!(version, %error, "cannot save the membership list; a restart falls back to membership_file");
         }
+        let admitted: std::collections::HashSet<libp2p::PeerId> = governance::member_peers(&signed).collect();
         let Some(members) = self.swarm.behaviour_mut().members.as_mut() else {
-            info!(version, "membership list stored; set membership_file in node.toml to enforce it");
+            // The first list this node enforces: it arrived from a peer or the control
+            // socket on a node started without one. Its signatures meet the trust
+            // file's membership rule, so it binds this node as it binds the others.
+            self.swarm.behaviour_mut().admit_only(admitted.iter().copied());
+            let outsiders: Vec<libp2p::PeerId> = self.swarm.connected_peers().filter(|peer| !admitted.contains(peer)).copied().collect();
+            for peer in outsiders {
+                warn!(%peer, version, "peer is not on the membership list; closing its connections");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            info!(version, members = admitted.len(), "membership list enforced");
             return;
         };
-        let admitted: std::collections::HashSet<libp2p::PeerId> = governance::member_peers(&signed).collect();
         let removed: Vec<libp2p::PeerId> = members.allowed_peers().difference(&admitted).copied().collect();
         for peer in &admitted {
             members.allow_peer(*peer);
@@ -811,6 +841,14 @@ impl Daemon {
                 }
             }
             Event::MembershipChanged { version } => self.apply_membership(version),
+            Event::TrustChanged { version } => {
+                if let Some(policy) = self.node.policy() {
+                    self.trust = policy.publisher_trust();
+                }
+                if let Err(error) = governance::save_trust_chain(&self.settings.data_dir, &self.node.trust_chain()) {
+                    error!(version, %error, "cannot save the trust file version; a restart falls back to the installed trust file");
+                }
+            }
             Event::PatchRecalled { patch, .. } => {
                 self.files.remove(&patch);
                 match self.store.remove_version(&patch) {
@@ -1017,6 +1055,27 @@ fn probe_listen_address(address: &Multiaddr) -> Result<(), DaemonError> {
 /// Decodes a gossiped announcement, refusing anything over [`MAX_GOSSIP_BYTES`] before
 /// parsing it. gossipsub enforces the same limit on the wire; this guards the decoder if
 /// that limit is ever raised.
+/// Steps the node's policy through the trust file versions saved in the data dir. A
+/// version that no longer verifies leaves the node on the installed trust file, and the
+/// reason is logged.
+fn restore_trust_chain(node: &mut Node, data_dir: &std::path::Path) {
+    if node.policy().is_none() {
+        return;
+    }
+    let chain = match governance::read_trust_chain(data_dir) {
+        Ok(chain) => chain,
+        Err(error) => {
+            warn!(%error, "saved trust file versions not used");
+            return;
+        }
+    };
+    match node.handle_trust(Timestamp::now_system(), None, chain) {
+        Ok(Some(version)) => info!(version, "trust file version restored from the data dir"),
+        Ok(None) => {}
+        Err(error) => warn!(%error, "saved trust file versions not used; the installed trust file applies"),
+    }
+}
+
 fn decode_announcement(data: &[u8]) -> Result<Announcement, String> {
     if data.len() > MAX_GOSSIP_BYTES {
         return Err(format!("{} bytes exceeds the limit of {MAX_GOSSIP_BYTES}", data.len()));
@@ -1068,6 +1127,7 @@ fn log_event(event: &Event, suppressed: u32) {
         Event::ApprovalsMet { patch } => info!(%patch, "approval rule met"),
         Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
         Event::MembershipChanged { version } => info!(version, "membership list changed"),
+        Event::TrustChanged { version } => info!(version, "trust file version changed"),
         Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")

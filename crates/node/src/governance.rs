@@ -7,6 +7,14 @@
 //!   document the core stores, rewritten (temp file and rename) after each change and
 //!   handed back to the core at start.
 //! - `audit.jsonl`: one [`AuditRecord`] per line, hash-chained, append-only.
+//! - `membership.toml`: the newest membership list taken, from the control socket or a
+//!   peer.
+//! - `trust-chain.json`: the trust file versions the node enforced, oldest first, as a
+//!   JSON array of trust file texts. At start the node steps from its installed trust
+//!   file through the newer ones, so an update received from peers survives a restart.
+//!
+//! Each file except the audit log is rewritten whole: temp file, fsync, rename, fsync of
+//! the directory, so a crash leaves the old or the new version and never a torn one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +31,8 @@ use tracing::warn;
 /// The audit log's file name in the data dir.
 pub(crate) const AUDIT_FILE: &str = "audit.jsonl";
 const DOCUMENTS_FILE: &str = "governance.json";
+/// The trust file versions the node enforced, in the data dir.
+const TRUST_CHAIN_FILE: &str = "trust-chain.json";
 
 /// The trust file as the node enforces it.
 #[derive(Debug)]
@@ -60,21 +70,33 @@ pub(crate) fn read_trust(text: &str, now: Timestamp) -> Result<LoadedTrust, Stri
 /// The latest membership list received from peers, saved in the data dir.
 const MEMBERSHIP_FILE: &str = "membership.toml";
 
-/// Reads the configured membership list and the one saved from peers, and returns the
-/// newer one that verifies under `policy`.
-pub(crate) fn read_membership(path: &Path, data_dir: &Path, policy: &TrustedPolicy, now: Timestamp) -> Result<VerifiedMembership, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read membership list: {error}"))?;
-    let signed = SignedMembership::from_toml(&text).map_err(|error| error.to_string())?;
-    let configured = VerifiedMembership::verify(policy, signed, now).map_err(|error| error.to_string())?;
+/// Reads the configured membership list and the one saved in the data dir, and returns
+/// the newer one that verifies under `policy`. Without a configured list the saved one
+/// applies, because its signatures meet the trust file's membership rule just the same.
+pub(crate) fn read_membership(
+    configured: Option<&Path>,
+    data_dir: &Path,
+    policy: &TrustedPolicy,
+    now: Timestamp,
+) -> Result<Option<VerifiedMembership>, String> {
+    let configured = match configured {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read membership list: {error}"))?;
+            let signed = SignedMembership::from_toml(&text).map_err(|error| error.to_string())?;
+            Some(VerifiedMembership::verify(policy, signed, now).map_err(|error| error.to_string())?)
+        }
+        None => None,
+    };
     let saved = data_dir.join(MEMBERSHIP_FILE);
     let Ok(text) = std::fs::read_to_string(&saved) else {
         return Ok(configured);
     };
-    let newer = SignedMembership::from_toml(&text)
-        .map_err(|error| error.to_string())
-        .and_then(|signed| configured.update(policy, signed, now).map_err(|error| error.to_string()));
+    let newer = SignedMembership::from_toml(&text).map_err(|error| error.to_string()).and_then(|signed| match &configured {
+        Some(configured) => configured.update(policy, signed, now).map_err(|error| error.to_string()),
+        None => VerifiedMembership::verify(policy, signed, now).map_err(|error| error.to_string()),
+    });
     match newer {
-        Ok(newer) => Ok(newer),
+        Ok(newer) => Ok(Some(newer)),
         Err(error) => {
             warn!(path = %saved.display(), %error, "saved membership list not used");
             Ok(configured)
@@ -84,10 +106,39 @@ pub(crate) fn read_membership(path: &Path, data_dir: &Path, policy: &TrustedPoli
 
 /// Saves `signed`, the latest list received, so a restart keeps it.
 pub(crate) fn save_membership(data_dir: &Path, signed: &SignedMembership) -> std::io::Result<()> {
-    let path = data_dir.join(MEMBERSHIP_FILE);
-    let temp = path.with_extension("toml.tmp");
-    std::fs::write(&temp, signed.to_toml())?;
-    std::fs::rename(&temp, &path)
+    write_atomically(&data_dir.join(MEMBERSHIP_FILE), signed.to_toml().as_bytes())
+}
+
+/// Saves the trust file versions the node enforced, oldest first.
+pub(crate) fn save_trust_chain(data_dir: &Path, chain: &[SignedPolicy]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(chain).map_err(std::io::Error::other)?;
+    write_atomically(&data_dir.join(TRUST_CHAIN_FILE), text.as_bytes())
+}
+
+/// Reads the saved trust file versions; none when the node never took an update.
+pub(crate) fn read_trust_chain(data_dir: &Path) -> Result<Vec<SignedPolicy>, String> {
+    let path = data_dir.join(TRUST_CHAIN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|error| format!("invalid {}: {error}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".tmp");
+    let temp = path.with_file_name(temp_name);
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Returns the libp2p peer ids on `signed`, skipping entries that are not one.
@@ -150,9 +201,7 @@ impl GovernanceFiles {
     pub(crate) fn save_documents(&self, node: &Node) -> std::io::Result<()> {
         let (approvals, controls) = node.governance_documents();
         let text = serde_json::to_string(&Documents { approvals, controls }).map_err(std::io::Error::other)?;
-        let temp = self.documents.with_extension("json.tmp");
-        std::fs::write(&temp, text)?;
-        std::fs::rename(&temp, &self.documents)
+        write_atomically(&self.documents, text.as_bytes())
     }
 
     /// Returns the last version of the trust file the audit log recorded, if any.

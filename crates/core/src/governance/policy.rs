@@ -450,8 +450,10 @@ impl Policy {
     }
 }
 
-/// A trust file: a policy and the root signatures over it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A trust file: a policy and the root signatures over it. It serializes as its TOML
+/// text, so a version received from a peer passes the same checks as a file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SignedPolicy {
     /// The signed content.
     pub policy: Policy,
@@ -515,6 +517,20 @@ fn parse_rule(kind: RuleKind, names: &[String]) -> Result<BTreeSet<Role>, Policy
         }
     }
     Ok(roles)
+}
+
+impl TryFrom<String> for SignedPolicy {
+    type Error = PolicyFileError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        SignedPolicy::from_toml(&text)
+    }
+}
+
+impl From<SignedPolicy> for String {
+    fn from(signed: SignedPolicy) -> String {
+        signed.to_toml()
+    }
 }
 
 impl SignedPolicy {

@@ -7,21 +7,23 @@
 //! 1. [`evaluate_approvals`] returns [`ApprovalStatus::Met`] for it, and
 //! 2. no verified order recalls or pauses it ([`rollout_state`]).
 //!
-//! Approvals and orders travel on the sync protocol ([`Message::Approvals`],
-//! [`Message::Control`]). A node stores each one once, forwards only what is new to it,
+//! Approvals, orders, membership lists and trust file updates travel on the sync
+//! protocol ([`Message::Approvals`], [`Message::Control`], [`Message::Membership`],
+//! [`Message::Trust`]). A node stores each one once, forwards only what is new to it,
 //! and sends everything it stores to a peer that connects, so they flood the mesh without
 //! looping. A node built with [`Node::new`] (format 1) has no governance: every trusted
 //! announcement is fetched at once, as before.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 use tracing::{debug, info};
 
 use super::{Event, Node, NodeConfig};
 use crate::governance::{
-    Approval, ApprovalError, ApprovalStatus, AuditEvent, ControlError, MembershipError, SignedMembership, VerifiedMembership, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole,
-    TrustedPolicy, VerifiedControl, evaluate_approvals, rollout_state, verify_control,
+    Approval, ApprovalError, ApprovalStatus, AuditEvent, ControlError, MembershipError, PolicyError, SignedMembership,
+    SignedPolicy, VerifiedMembership, MAX_APPROVALS, RolloutControl, RolloutState, Role as GovernanceRole, TrustedPolicy,
+    VerifiedControl, evaluate_approvals, rollout_state, verify_control,
 };
 use crate::ids::{PatchKey, PeerId};
 use crate::keys::PublicKey;
@@ -33,6 +35,10 @@ use crate::wire::Message;
 const MAX_EARLY_PATCHES: usize = 64;
 /// Orders a node keeps per patch version; honest operators issue a handful.
 const MAX_CONTROLS_PER_PATCH: usize = 16;
+/// Trust file versions a node keeps and sends to peers, newest last. A peer more
+/// versions behind than this cannot step up from what it receives and needs a newer
+/// trust file installed by hand.
+pub const MAX_TRUST_CHAIN: usize = 16;
 
 /// The governance state of a node with a format 2 trust file.
 #[derive(Debug)]
@@ -48,6 +54,9 @@ pub(crate) struct Governance {
     controls: BTreeMap<PatchKey, Vec<VerifiedControl>>,
     /// The latest verified membership list, if any arrived.
     membership: Option<VerifiedMembership>,
+    /// The trust file versions this node has enforced, oldest first, ending with
+    /// `policy`'s; at most [`MAX_TRUST_CHAIN`].
+    trust_chain: VecDeque<SignedPolicy>,
 }
 
 /// An error for approvals or an order that the node did not take.
@@ -65,6 +74,20 @@ pub enum GovernanceError {
     /// A membership list that does not take effect.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// A trust file update that does not take effect.
+    #[error("trust file version {offered} not taken: {source}")]
+    Trust {
+        /// The first version that failed.
+        offered: u64,
+        /// Why.
+        source: PolicyError,
+    },
+    /// More trust file versions in one message than a node keeps.
+    #[error("{count} trust file versions in one message, more than the maximum of {MAX_TRUST_CHAIN}")]
+    TooManyTrustVersions {
+        /// How many arrived.
+        count: usize,
+    },
     /// More approvals in one message than one manifest can collect.
     #[error("{count} approvals in one message, more than the maximum of {MAX_APPROVALS}")]
     TooManyApprovals {
@@ -94,7 +117,8 @@ pub struct ApprovalReport {
 
 impl Governance {
     fn new(policy: TrustedPolicy) -> Self {
-        Governance { policy, approvals: BTreeMap::new(), approved: BTreeSet::new(), controls: BTreeMap::new(), membership: None }
+        let trust_chain = VecDeque::from([policy.signed().clone()]);
+        Governance { policy, approvals: BTreeMap::new(), approved: BTreeSet::new(), controls: BTreeMap::new(), membership: None, trust_chain }
     }
 
     fn approvals_of(&self, patch: &PatchKey) -> Vec<Approval> {
@@ -153,6 +177,24 @@ impl Node {
         let result = self.take_membership(now, from, signed);
         self.after_input(now);
         result
+    }
+
+    /// Takes newer trust file versions from a peer (`from`) or a local caller. Versions
+    /// at or below the enforced one are skipped. The rest must follow it one by one, and
+    /// each needs the root threshold of the version before it and of its own. The last
+    /// must be unexpired. Returns the version now enforced when it changed; the
+    /// node then forwards its chain to every other peer and emits
+    /// [`Event::TrustChanged`]. Nothing changes when any version fails.
+    pub fn handle_trust(&mut self, now: Timestamp, from: Option<&PeerId>, versions: Vec<SignedPolicy>) -> Result<Option<u64>, GovernanceError> {
+        let result = self.take_trust(now, from, versions);
+        self.after_input(now);
+        result
+    }
+
+    /// Returns the trust file versions the node has enforced, oldest first, for the
+    /// driver to store and hand back to [`Node::handle_trust`] after a restart.
+    pub fn trust_chain(&self) -> Vec<SignedPolicy> {
+        self.governance.as_ref().map(|governance| governance.trust_chain.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Returns the latest verified membership list, if the node has one.
@@ -250,6 +292,7 @@ impl Node {
         if let Some(membership) = &governance.membership {
             messages.push(Message::Membership(membership.signed().clone()));
         }
+        messages.push(Message::Trust(governance.trust_chain.iter().cloned().collect()));
         for message in messages {
             self.send(peer, message);
         }
@@ -421,6 +464,54 @@ impl Node {
         }));
         self.forward(from, &Message::Membership(signed));
         Ok(true)
+    }
+
+    pub(super) fn take_trust(&mut self, now: Timestamp, from: Option<&PeerId>, versions: Vec<SignedPolicy>) -> Result<Option<u64>, GovernanceError> {
+        let Some(governance) = self.governance.as_mut() else {
+            return Err(GovernanceError::NotGoverned);
+        };
+        if versions.len() > MAX_TRUST_CHAIN {
+            let error = GovernanceError::TooManyTrustVersions { count: versions.len() };
+            if let Some(peer) = from {
+                self.strike(peer, error.to_string());
+            }
+            return Err(error);
+        }
+        let current = governance.policy.policy().version;
+        let mut newer: Vec<SignedPolicy> = versions.into_iter().filter(|signed| signed.policy.version > current).collect();
+        newer.sort_by_key(|signed| signed.policy.version);
+        newer.dedup_by_key(|signed| signed.policy.version);
+        let Some(offered) = newer.first().map(|signed| signed.policy.version) else {
+            return Ok(None);
+        };
+
+        // An honest peer forwards only versions it verified, but it may hold a different
+        // lineage (another root) or be too far ahead, so a failure is logged, not struck.
+        let trusted = governance.policy.update_chain(newer.iter().cloned(), now).map_err(|source| {
+            debug!(peer = ?from.map(PeerId::as_str), offered, %source, "trust file update not taken");
+            GovernanceError::Trust { offered, source }
+        })?;
+
+        let version = trusted.policy().version;
+        let revoked: Vec<PublicKey> = trusted.policy().revoked.difference(&governance.policy.policy().revoked).copied().collect();
+        info!(from_version = current, version, revoked = revoked.len(), "trust file version taken");
+        governance.policy = trusted;
+        governance.trust_chain.extend(newer);
+        while governance.trust_chain.len() > MAX_TRUST_CHAIN {
+            governance.trust_chain.pop_front();
+        }
+        let chain: Vec<SignedPolicy> = governance.trust_chain.iter().cloned().collect();
+        self.trust = governance.policy.publisher_trust();
+        self.events.push_back(Event::TrustChanged { version });
+        self.events.push_back(Event::Audit(AuditEvent::TrustChange { from_version: Some(current), to_version: version, revoked }));
+
+        // Rules and keys changed: a pending version may now meet its rule, or no longer.
+        let pending: Vec<PatchKey> = self.transfers.keys().cloned().collect();
+        for patch in &pending {
+            self.refresh_approval(now, patch);
+        }
+        self.forward(from, &Message::Trust(chain));
+        Ok(Some(version))
     }
 
     /// Sends `message` to every connected peer except `from`.

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::{debug, trace, warn};
 
 pub use config::{ConfigError, NodeConfig, SourcePolicy};
-pub use governance::{ApprovalReport, GovernanceError};
+pub use governance::{ApprovalReport, GovernanceError, MAX_TRUST_CHAIN};
 pub use status::{NodeStatus, PatchStatus, PeerStatus};
 pub use transfer::{TransferState, TransferStats};
 
@@ -238,6 +238,12 @@ pub enum Event {
     /// A newer membership list took effect: the driver admits only its peers.
     MembershipChanged {
         /// The list's version.
+        version: u64,
+    },
+    /// A newer trust file version took effect, from a peer or a local caller: the
+    /// driver stores [`Node::trust_chain`] so a restart resumes from it.
+    TrustChanged {
+        /// The version now enforced.
         version: u64,
     },
     /// A governance document took effect: the driver appends it to the audit log.
@@ -467,6 +473,9 @@ impl Node {
             }
             Message::Membership(signed) => {
                 let _ = self.take_membership(now, Some(from), signed);
+            }
+            Message::Trust(versions) => {
+                let _ = self.take_trust(now, Some(from), versions);
             }
         }
         self.after_input(now);

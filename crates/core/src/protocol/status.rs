@@ -21,6 +21,8 @@ pub struct NodeStatus {
     pub patches: Vec<PatchStatus>,
     /// Versions a verified order recalled, as `id@version`; none are held.
     pub recalled: Vec<String>,
+    /// The format 2 trust file version the node enforces; none with format 1.
+    pub trust_version: Option<u64>,
 }
 
 /// One connected peer.
@@ -107,5 +109,6 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
         })
         .collect();
     let recalled = node.recalled().iter().map(ToString::to_string).collect();
-    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled }
+    let trust_version = node.policy().map(|policy| policy.policy().version);
+    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled, trust_version }
 }
