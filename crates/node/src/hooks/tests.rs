@@ -30,7 +30,7 @@ fn resolve_error(dir: &Path, text: &str) -> String {
 fn event(kind: HookKind, version: u64) -> HookEvent {
     HookEvent {
         kind,
-        patch: PatchKey { id: PatchId::new("KB-hook").expect("id"), version },
+        patch: key(version),
         files: vec![PathBuf::from("/data/files/a.bin"), PathBuf::from("/data/files/b.txt")],
         total_bytes: Some(42),
         manifest_digest: Some("ab".repeat(32)),
@@ -289,4 +289,43 @@ fn trim_keeps_newest_finished() {
 fn timeout_shown_in_seconds() {
     assert_eq!(HookOutcome::TimedOut { after_ms: 600_000 }.to_string(), "killed after the timeout of 600 s");
     assert_eq!(HookOutcome::TimedOut { after_ms: 1500 }.to_string(), "killed after the timeout of 1500 ms");
+}
+
+/// A core node with no trust and no patches, for mapping events.
+fn empty_node() -> Node {
+    let config = patchmesh_core::NodeConfig::new("branch-07", patchmesh_core::Role::Office);
+    Node::new(patchmesh_core::PeerId::new("local"), config, patchmesh_core::TrustPolicy::default())
+}
+
+fn key(version: u64) -> PatchKey {
+    PatchKey { id: PatchId::new("KB-hook").expect("id"), version }
+}
+
+#[test]
+fn failed_event_carries_reason() {
+    let event = Event::PatchFailed { patch: key(3), reason: "disk full".into() };
+    let hook = HookEvent::from_core(&event, &empty_node(), &HashMap::new()).expect("a hook event");
+    assert_eq!(hook.kind, HookKind::Failed);
+    assert_eq!(hook.reason.as_deref(), Some("disk full"));
+}
+
+#[test]
+fn recall_of_unassembled_version_ignored() {
+    let event = Event::PatchRecalled { patch: key(3), reason: "bad".into() };
+    assert!(HookEvent::from_core(&event, &empty_node(), &HashMap::new()).is_none());
+}
+
+#[test]
+fn recall_of_assembled_version_mapped() {
+    let event = Event::PatchRecalled { patch: key(3), reason: "bad".into() };
+    let files = HashMap::from([(key(3), vec![PathBuf::from("/data/a.bin")])]);
+    let hook = HookEvent::from_core(&event, &empty_node(), &files).expect("a hook event");
+    assert_eq!(hook.kind, HookKind::Recalled);
+    assert!(hook.files.is_empty(), "a recall passes no file paths: {:?}", hook.files);
+}
+
+#[test]
+fn other_events_ignored() {
+    let event = Event::ApprovalsMet { patch: key(3) };
+    assert!(HookEvent::from_core(&event, &empty_node(), &HashMap::new()).is_none());
 }
