@@ -165,3 +165,40 @@ fn missing_hook_program_refused() {
     assert!(stderr.contains("hooks.verified = \"install-patch\""), "{stderr}");
     assert!(stderr.contains("give an absolute path"), "{stderr}");
 }
+
+#[test]
+fn failed_hook_runs_once_with_reason() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let out = root.path().join("env.txt");
+    let hook = script(root.path(), "on-fail.sh", &format!("env | grep '^PATCHMESH_' >> {}", out.display()));
+    let mut mesh = TestMesh::new(1);
+    mesh.nodes[1].append_config(&format!("[hooks]\nfailed = [\"{}\"]\n", hook.display()));
+    // A plain file where assembly creates the files directory makes every assembly fail.
+    let version_dir = mesh.nodes[1].data().join("patches").join("KB-broken").join("1");
+    std::fs::create_dir_all(&version_dir).expect("version dir");
+    std::fs::write(version_dir.join("files"), "in the way").expect("blocking file");
+    mesh.start_all();
+    let source = mesh.root.path().join("broken.bin");
+    std::fs::write(&source, pattern(8 * 4096, 5)).expect("source");
+    let output = mesh.publish("KB-broken", &[source.as_path()], &["--chunk-size", "4096", "--version", "1"]);
+    assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    let records = finished_hooks(&mesh.nodes[1], 1);
+    assert_eq!(records[0].outcome, Some(HookOutcome::Succeeded));
+    let env = parse_env(&std::fs::read_to_string(&out).expect("hook output"));
+    assert_eq!(env["PATCHMESH_EVENT"], "failed");
+    assert_eq!(env["PATCHMESH_PATCH"], "KB-broken@1");
+    assert!(!env["PATCHMESH_REASON"].is_empty(), "{env:?}");
+    assert_eq!(env["PATCHMESH_TOTAL_BYTES"], (8 * 4096).to_string());
+    assert!(!env.contains_key("PATCHMESH_FILE"), "{env:?}");
+
+    // The node retries assembly 10 s later; the retry fails too but runs no second hook.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mesh.nodes[1].log().matches("assembly failed").count() < 2 {
+        assert!(Instant::now() < deadline, "no assembly retry:\n{}", mesh.nodes[1].log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&out).expect("hook output");
+    assert_eq!(text.matches("PATCHMESH_EVENT=failed").count(), 1, "{text}");
+}
