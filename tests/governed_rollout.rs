@@ -266,6 +266,7 @@ fn recall_runs_recalled_hook() {
     assert!(env.contains("PATCHMESH_EVENT=recalled\n"), "{env}");
     assert!(env.contains(&format!("PATCHMESH_PATCH=KB-undo@{version}\n")), "{env}");
     assert!(env.contains("PATCHMESH_REASON=breaks printing\n"), "{env}");
+    assert!(env.contains(&format!("PATCHMESH_TOTAL_BYTES={}\n", 64 * 4096)), "{env}");
     assert!(!env.contains("PATCHMESH_FILE="), "{env}");
 }
 

@@ -29,7 +29,7 @@ use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
 use crate::governance::{self, GovernanceFiles};
-use crate::hooks::{self, HookEvent, Hooks};
+use crate::hooks::{self, Hooks};
 use crate::keyfile;
 use crate::pacing::{Paced, Pacer};
 use crate::reload::{self, Pacers};
@@ -750,7 +750,7 @@ impl Daemon {
             }
             // Read before a recall removes the files; queued after, so the hook runs on
             // a store that no longer contains the version.
-            let hook = HookEvent::from_core(&event, &self.node, &self.files);
+            let hook = self.hooks.event_for(&event, &self.node, &self.files);
             self.on_governance_event(event);
             if let Some(hook) = hook {
                 self.hooks.notify(hook);

@@ -109,8 +109,8 @@ impl HookEvent {
             Event::PatchRecalled { patch, reason } if files.contains_key(patch) => (HookKind::Recalled, patch, Some(reason.clone())),
             _ => return None,
         };
-        // The core drops a recalled version before the daemon reads the event; the manager fills
-        // these in from the ledger's earlier records of the version.
+        // The core drops a recalled version before the daemon reads the event;
+        // `Hooks::event_for` fills these in from what it saw earlier.
         let manifest = node.manifest(patch);
         Some(HookEvent {
             kind,
@@ -258,7 +258,22 @@ enum Command {
 pub struct Hooks {
     commands: mpsc::Sender<Command>,
     records: Arc<Mutex<Vec<HookRecord>>>,
+    /// Size and hashes of every patch version whose manifest the core has held, for the
+    /// recalled hook: the core drops a recalled version before the daemon reads the event.
+    facts: HashMap<PatchKey, Facts>,
 }
+
+/// The manifest facts a hook receives.
+#[derive(Clone, Debug)]
+struct Facts {
+    total_bytes: u64,
+    manifest_digest: String,
+    body_hash: String,
+}
+
+/// Versions whose facts are kept; past it the oldest version numbers are dropped. Far
+/// above the versions a node holds at once.
+const MAX_FACTS: usize = 4096;
 
 impl Hooks {
     /// Loads the ledger from `data_dir` and starts the manager task; hooks queued before
@@ -275,7 +290,39 @@ impl Hooks {
         let (done, finished) = mpsc::channel(settings::MAX_RUNNING_LIMIT as usize);
         let manager = Manager { settings, identity, data_dir: data_dir.to_path_buf(), records, shared: shared.clone(), running: 0, done };
         tokio::spawn(manager.run(inbox, finished));
-        Hooks { commands, records: shared }
+        Hooks { commands, records: shared, facts: HashMap::new() }
+    }
+
+    /// Returns the hook event for a core event, if it is one, and remembers the facts of
+    /// every manifest the core reports so that a later recall can pass them on. Call it
+    /// for every core event, before the daemon acts on the event.
+    pub(crate) fn event_for(&mut self, event: &Event, node: &Node, files: &HashMap<PatchKey, Vec<PathBuf>>) -> Option<HookEvent> {
+        let patch = match event {
+            Event::ManifestAccepted { patch, .. } | Event::PatchComplete { patch, .. } | Event::PatchFailed { patch, .. } => Some(patch),
+            _ => None,
+        };
+        if let Some(manifest) = patch.and_then(|patch| node.manifest(patch)) {
+            if self.facts.len() >= MAX_FACTS
+                && let Some(oldest) = self.facts.keys().min_by_key(|key| key.version).cloned()
+            {
+                self.facts.remove(&oldest);
+            }
+            let facts = Facts {
+                total_bytes: manifest.header().total_bytes,
+                manifest_digest: manifest.announcement().digest().to_string(),
+                body_hash: manifest.header().body_hash.to_string(),
+            };
+            self.facts.insert(manifest.key().clone(), facts);
+        }
+        let mut hook = HookEvent::from_core(event, node, files)?;
+        if hook.kind == HookKind::Recalled
+            && let Some(facts) = self.facts.remove(&hook.patch)
+        {
+            hook.total_bytes = Some(facts.total_bytes);
+            hook.manifest_digest = Some(facts.manifest_digest);
+            hook.body_hash = Some(facts.body_hash);
+        }
+        Some(hook)
     }
 
     /// Hands an event to the manager without waiting.
