@@ -236,6 +236,40 @@ fn approvals_survive_a_restart() {
     governed.mesh.wait_complete("KB-restart", Duration::from_secs(15));
 }
 
+#[test]
+fn recall_runs_recalled_hook() {
+    let mut governed = Governed::new(1);
+    let out = governed.mesh.root.path().join("recalled-env.txt");
+    let hook = governed.mesh.root.path().join("on-recall.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\nenv | grep '^PATCHMESH_' | sort > {}\n", out.display())).expect("hook script");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod hook");
+    governed.mesh.nodes[1].append_config(&format!("[hooks]\nrecalled = [\"{}\"]\n", hook.display()));
+    governed.mesh.start_all();
+    let manifest = governed.publish("KB-undo");
+    governed.approve(&manifest, &governed.reviewer, 0);
+    governed.approve(&manifest, &governed.executive, 0);
+    governed.mesh.wait_complete("KB-undo", Duration::from_secs(15));
+
+    let version = support::read_manifest(&manifest).key().version.to_string();
+    let order = governed.mesh.root.path().join("undo.json");
+    let socket = governed.mesh.nodes[0].socket();
+    ok(
+        patchmesh(&[
+            "recall", "KB-undo", "--version", &version, "--key", path(&governed.executive), "--out", path(&order),
+            "--reason", "breaks printing", "--submit", "--socket", path(&socket),
+        ]),
+        "recall --submit",
+    );
+    governed.wait_until("the recalled hook", Duration::from_secs(10), |_| out.exists());
+    std::thread::sleep(Duration::from_millis(200));
+    let env = std::fs::read_to_string(&out).expect("hook output");
+    assert!(env.contains("PATCHMESH_EVENT=recalled\n"), "{env}");
+    assert!(env.contains(&format!("PATCHMESH_PATCH=KB-undo@{version}\n")), "{env}");
+    assert!(env.contains("PATCHMESH_REASON=breaks printing\n"), "{env}");
+    assert!(env.contains(&format!("PATCHMESH_TOTAL_BYTES={}\n", 64 * 4096)), "{env}");
+    assert!(!env.contains("PATCHMESH_FILE="), "{env}");
+}
+
 /// The trust file version node `index` enforces, from its status.
 fn trust_version(mesh: &TestMesh, index: usize) -> Option<u64> {
     mesh.nodes[index].status().and_then(|status| status.node["trust_version"].as_u64())

@@ -1,22 +1,53 @@
-//! `patchmesh node`: the office-node daemon.
+//! `patchmesh node`: the office-node daemon, and `patchmesh node reload`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use patchmesh_node::NodeSettings;
+use patchmesh_node::control::{self, ControlRequest, ControlResponse};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct NodeArgs {
+    #[command(subcommand)]
+    command: Option<NodeCommand>,
     /// The node's config file (see the README for its keys).
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum NodeCommand {
+    /// Make a running node read its config file again: `[caps]`, `[hooks]` and
+    /// `disk_budget` apply at once, other changes need a restart. SIGHUP does the same.
+    Reload(ReloadArgs),
+}
+
+#[derive(clap::Args)]
+struct ReloadArgs {
+    /// The node's config file; its `control_socket` names the node. The file is checked
+    /// here first, so a broken file never reaches the node.
+    #[arg(long, conflicts_with = "socket", required_unless_present = "socket")]
+    config: Option<PathBuf>,
+    /// The node's control socket, instead of --config.
     #[arg(long)]
-    config: PathBuf,
+    socket: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    match (args.command, args.config) {
+        (Some(NodeCommand::Reload(reload)), _) => run_reload(reload),
+        (None, Some(config)) => run_daemon(config),
+        (None, None) => bail!("give --config node.toml to run a node, or `patchmesh node reload` to reload one"),
+    }
+}
+
+fn run_daemon(config: PathBuf) -> anyhow::Result<ExitCode> {
     crate::status::init_logging();
-    let settings = NodeSettings::load(&args.config)?;
+    let settings = NodeSettings::load(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,4 +64,28 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         patchmesh_node::run(settings, shutdown).await.context("node failed")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
+    let socket = match (&args.socket, &args.config) {
+        (Some(socket), _) => socket.clone(),
+        (None, Some(config)) => {
+            let settings = NodeSettings::load(config).context("not reloading; the node keeps its current settings")?;
+            settings.control_socket
+        }
+        (None, None) => bail!("give --config node.toml or --socket SOCKET"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match runtime.block_on(control::call(&socket, &ControlRequest::Reload, Duration::from_secs(10)))? {
+        ControlResponse::Reloaded { path, applied, restart_needed } => {
+            let applied = if applied.is_empty() { "nothing changed".to_string() } else { format!("applied {}", applied.join(", ")) };
+            println!("reloaded {}: {applied}", path.display());
+            for key in &restart_needed {
+                eprintln!("warning: {key} changed, but only a restart applies it; the node keeps the current value");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ControlResponse::Error { message } => bail!("the node at {} rejected the reload: {message}", socket.display()),
+        other => bail!("unexpected response from the node at {}: {other:?}", socket.display()),
+    }
 }

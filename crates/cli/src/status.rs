@@ -152,4 +152,13 @@ fn print_report(report: &StatusReport) {
     for key in node["recalled"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str) {
         println!("  {key}: recalled");
     }
+
+    let failed: Vec<_> = report.hooks.iter().filter(|record| record.is_failure()).collect();
+    if !failed.is_empty() {
+        println!("\nfailed hooks ({}):", failed.len());
+        for record in failed {
+            let outcome = record.outcome.as_ref().map(ToString::to_string).unwrap_or_default();
+            println!("  {} {}: {outcome}", record.event.kind, record.event.patch);
+        }
+    }
 }

@@ -26,11 +26,22 @@
 //! rate = "100%"
 //! window = [{ days = "mon-fri", from = "08:00", to = "18:00", rate = "20%" }]
 //!
+//! [hooks]                               # programs run on patch events; no shell
+//! verified = ["/usr/local/bin/install-patch", "--quiet"]   # files assembled and verified
+//! recalled = ["/usr/local/bin/uninstall-patch"]            # a signed recall removed them
+//! failed = ["/usr/local/bin/page-it"]                      # assembly or verification failed
+//! timeout = "10m"                       # kill a hook still running after this; default 10m
+//! max_running = 2                       # hooks at once, the rest wait; default 2
+//!
 //! [fault_injection]                     # testing only: make this node misbehave
 //! corrupt_served_chunks = false         # flip a byte in every chunk this node serves
 //! ```
 //!
 //! Relative paths are resolved against the directory holding the config file.
+//!
+//! A running node reads this file again on SIGHUP or `patchmesh node reload`. `[caps]`,
+//! `[hooks]` and `disk_budget` take effect at once; other keys need a restart
+//! (see [`crate::reload`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +49,8 @@ use std::time::Duration;
 use patchmesh_core::caps::{CapSchedule, CapSpec};
 use patchmesh_core::units::parse_rate;
 use serde::Deserialize;
+
+use crate::hooks::{HookSettings, HooksSpec};
 
 /// The longest path a Unix domain socket address can hold on Linux, in bytes.
 const UNIX_SOCKET_PATH_MAX: usize = 107;
@@ -84,11 +97,16 @@ pub struct NodeSettings {
     pub membership_file: Option<PathBuf>,
     /// Deliberate misbehaviour, for testing how other nodes defend themselves.
     pub fault_injection: FaultInjection,
+    /// Programs run on patch events. Default: none.
+    pub hooks: HookSettings,
+    /// The file these settings were read from, which a reload reads again; `None` when
+    /// they were parsed from text.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Ways to make a node misbehave on purpose. Every other node treats such a node as
 /// hostile, so these settings can only hurt the node that sets them.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultInjection {
     /// Flip one byte of every chunk this node serves, after reading it from the store.
@@ -125,6 +143,8 @@ struct RawSettings {
     membership_file: Option<PathBuf>,
     #[serde(default)]
     fault_injection: FaultInjection,
+    #[serde(default)]
+    hooks: HooksSpec,
 }
 
 #[derive(Default, Deserialize)]
@@ -182,7 +202,9 @@ impl NodeSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        NodeSettings::parse(&text, path, base)
+        let mut settings = NodeSettings::parse(&text, path, base)?;
+        settings.config_path = Some(path.to_path_buf());
+        Ok(settings)
     }
 
     /// Parses config text; `path` names the file in errors and `base` resolves relative
@@ -243,6 +265,7 @@ impl NodeSettings {
             }
         }
         let (upload_caps, download_caps) = resolve_caps(&raw.caps).map_err(|(key, value, fix)| value_error(key, &value, fix))?;
+        let hooks = crate::hooks::resolve(&raw.hooks, base, humantime_duration).map_err(|(key, value, fix)| value_error(key, &value, fix))?;
         Ok(NodeSettings {
             site: raw.site,
             data_dir,
@@ -268,6 +291,8 @@ impl NodeSettings {
             upload_caps,
             download_caps,
             fault_injection: raw.fault_injection,
+            hooks,
+            config_path: None,
         })
     }
 }

@@ -61,6 +61,9 @@ pub enum ControlRequest {
     },
     /// The node's audit log.
     Audit,
+    /// Read the node's config file again and apply `[caps]`, `[hooks]` and
+    /// `disk_budget` without a restart, as SIGHUP does.
+    Reload,
 }
 
 /// The node's answer.
@@ -91,6 +94,15 @@ pub enum ControlResponse {
         /// The log's text.
         lines: String,
     },
+    /// The config file was read again and applied.
+    Reloaded {
+        /// The file the node read.
+        path: PathBuf,
+        /// Live keys that changed and now apply.
+        applied: Vec<String>,
+        /// Keys that changed but need a restart; the node keeps their old values.
+        restart_needed: Vec<String>,
+    },
     /// The request failed.
     Error {
         /// What went wrong, and what to do.
@@ -109,6 +121,10 @@ pub struct StatusReport {
     pub node: NodeStatusJson,
     /// Assembled file paths per patch, keyed `id@version`, for complete patches.
     pub files: BTreeMap<String, Vec<PathBuf>>,
+    /// The latest hook run per patch version and event, oldest first; empty from a node
+    /// without hooks.
+    #[serde(default)]
+    pub hooks: Vec<crate::hooks::HookRecord>,
 }
 
 /// [`NodeStatus`] as JSON: the core's type serializes but does not deserialize, so the

@@ -29,8 +29,10 @@ use crate::behaviour::{Ack, Behaviour, BehaviourEvent, MAX_GOSSIP_BYTES};
 use crate::config::NodeSettings;
 use crate::control::{self, ControlRequest, ControlResponse, PendingControl, StatusReport};
 use crate::governance::{self, GovernanceFiles};
+use crate::hooks::{self, Hooks};
 use crate::keyfile;
 use crate::pacing::{Paced, Pacer};
+use crate::reload::{self, Pacers};
 use crate::log_limit::WarnLimiter;
 use crate::store::{ChunkStore, WriteChunkError};
 
@@ -157,6 +159,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let idle = settings.idle_connection_timeout;
     let upload = Pacer::new(settings.upload_caps.clone());
     let download = Pacer::new(settings.download_caps.clone());
+    let pacers = Pacers { upload: upload.clone(), download: download.clone() };
     let mut behaviour = Behaviour::new(&keypair, request_timeout + Duration::from_secs(5))
         .map_err(|error| DaemonError::Network(error.to_string()))?;
     if let Some(members) = &membership {
@@ -181,6 +184,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
     let listener = control::bind(&settings.control_socket)
         .map_err(|source| DaemonError::Control { path: settings.control_socket.clone(), source })?;
     let (control_tx, control_rx) = mpsc::channel(64);
+    let sighup_task = tokio::spawn(reload::forward_sighup(control_tx.clone()));
     let control_task = tokio::spawn(control::serve(listener, control_tx));
 
     let span = info_span!("node", peer = %local_peer, site = %settings.site);
@@ -212,11 +216,14 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
         governance: GovernanceFiles::open(&settings.data_dir),
         refusals: WarnLimiter::new(Duration::from_secs(60), 1),
+        hooks: Hooks::start(settings.hooks.clone(), &settings.data_dir, hooks::Identity { site: settings.site.clone(), peer_id: local_peer.to_base58() }),
+        pacers,
     };
     daemon.restore_governance(trust_version, membership);
     daemon.restore();
     let result = daemon.run_loop(control_rx, store_rx, shutdown).await;
     control_task.abort();
+    sighup_task.abort();
     let _ = std::fs::remove_file(&settings.control_socket);
     info!("node stopped");
     result
@@ -254,6 +261,10 @@ struct Daemon {
     governance: GovernanceFiles,
     /// Limits warnings about peers the membership list refuses to one per peer a minute.
     refusals: WarnLimiter,
+    /// Runs the `[hooks]` programs on patch events.
+    hooks: Hooks,
+    /// The token buckets every connection shares, for a reload to change.
+    pacers: Pacers,
 }
 
 #[derive(Default)]
@@ -579,6 +590,7 @@ impl Daemon {
                     listen: self.listen.iter().map(ToString::to_string).collect(),
                     node: control::status_json(&self.node.status(Timestamp::now_system())),
                     files: self.files.iter().map(|(key, files)| (key.to_string(), files.clone())).collect(),
+                    hooks: self.hooks.records(),
                 };
                 let _ = pending.reply.send(ControlResponse::Status(Box::new(report)));
             }
@@ -638,6 +650,9 @@ impl Daemon {
                     Err(error) => Err(error.to_string()),
                 };
                 let _ = pending.reply.send(submitted(result));
+            }
+            ControlRequest::Reload => {
+                let _ = pending.reply.send(reload::handle(&mut self.settings, &self.pacers, &self.hooks));
             }
             ControlRequest::Audit => {
                 let response = match self.governance.read_log() {
@@ -737,7 +752,13 @@ impl Daemon {
                 }
                 None => log_event(&event, 0),
             }
+            // Read before a recall removes the files; queued after, so the hook runs on
+            // a store that no longer contains the version.
+            let hook = self.hooks.event_for(&event, &self.node, &self.files);
             self.on_governance_event(event);
+            if let Some(hook) = hook {
+                self.hooks.notify(hook);
+            }
         }
     }
 

@@ -9,9 +9,11 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 mod governance;
+pub mod hooks;
 pub mod keyfile;
 mod log_limit;
 mod pacing;
+pub mod reload;
 pub mod store;
 
 pub use config::NodeSettings;

@@ -6,6 +6,9 @@
 //! 1-second window carries at most 1.04 times the cap. The wrapper
 //! sits directly on the TCP stream, below noise and yamux, so the cap includes their
 //! framing and every protocol message.
+//!
+//! [`Pacer::set_schedules`] swaps the schedules of a live bucket, which every connection
+//! shares, so a reload changes the cap of connections already open without closing them.
 
 use std::future::Future;
 use std::io;
@@ -28,12 +31,13 @@ const RATE_REFRESH: Duration = Duration::from_secs(1);
 /// A token bucket for one direction.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    schedules: Vec<CapSchedule>,
     state: Mutex<Bucket>,
 }
 
 #[derive(Debug)]
 struct Bucket {
+    /// The caps; the lowest applies at each instant, none means uncapped.
+    schedules: Vec<CapSchedule>,
     /// Bytes that may pass now.
     tokens: f64,
     /// Bytes per second, or `None` when uncapped.
@@ -46,8 +50,28 @@ impl Pacer {
     /// Creates a pacer whose rate is the lowest of `schedules` at each instant, and
     /// uncapped when every schedule is.
     pub(crate) fn new(schedules: Vec<CapSchedule>) -> Arc<Pacer> {
-        let bucket = Bucket { tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
-        Arc::new(Pacer { schedules, state: Mutex::new(bucket) })
+        let bucket = Bucket { schedules, tokens: 0.0, rate: None, refilled: Instant::now(), rate_read: None };
+        Arc::new(Pacer { state: Mutex::new(bucket) })
+    }
+
+    /// Replaces the schedules; the next grant uses the new rate. Tokens saved under the
+    /// old rate are cut to the new bucket depth, so a lowered cap applies from the first
+    /// window rather than after the old burst drains.
+    pub(crate) fn set_schedules(&self, schedules: Vec<CapSchedule>) {
+        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.schedules = schedules;
+        bucket.rate_read = None;
+        let wall = Timestamp::now_system();
+        let rate = bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
+        if let Some(rate) = rate {
+            bucket.tokens = bucket.tokens.min(rate * BURST_SHARE);
+        }
+    }
+
+    /// Returns the rate in force now, in bytes per second, or `None` when uncapped.
+    pub(crate) fn current_rate(&self) -> Option<f64> {
+        let bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(Timestamp::now_system())).reduce(f64::min)
     }
 
     /// Grants up to `want` bytes now, or returns how long to wait for some.
@@ -56,7 +80,7 @@ impl Pacer {
         let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if bucket.rate_read.is_none_or(|read| now.duration_since(read) >= RATE_REFRESH) {
             let wall = Timestamp::now_system();
-            bucket.rate = self.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
+            bucket.rate = bucket.schedules.iter().filter_map(|schedule| schedule.rate_at(wall)).reduce(f64::min);
             bucket.rate_read = Some(now);
         }
         let Some(rate) = bucket.rate else {
@@ -171,11 +195,9 @@ mod tests {
     use futures::{AsyncReadExt, AsyncWriteExt};
     use libp2p::tcp::tokio::TcpStream;
 
-    /// Writes as fast as the pacer allows over a real loopback socket for 3 s and
-    /// checks every 1-second window of received bytes, sampled at every read.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn upload_cap_holds_every_window() {
-        const RATE: f64 = 2_000_000.0;
+    /// Accepts one connection on a loopback listener and records `(seconds since
+    /// accept, total bytes)` at every read until the writer closes.
+    async fn spawn_reader() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<(f64, u64)>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let reader = tokio::spawn(async move {
@@ -195,26 +217,82 @@ mod tests {
             }
             samples
         });
-        let socket = tokio::net::TcpStream::connect(address).await.expect("connect");
-        let upload = Pacer::new(vec![CapSchedule::constant(RATE)]);
-        let download = Pacer::new(Vec::new());
-        let mut paced = Paced::new(TcpStream(socket), upload, download);
-        let chunk = vec![7u8; 256 * 1024];
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            paced.write_all(&chunk).await.expect("write");
-        }
-        paced.close().await.expect("close");
-        let samples = reader.await.expect("reader");
+        (address, reader)
+    }
+
+    /// Returns the maximum bytes any 1-second window starting at or after `from` carried.
+    fn worst_window(samples: &[(f64, u64)], from: f64) -> f64 {
         let mut worst = 0.0f64;
-        for (index, &(start, before)) in samples.iter().enumerate() {
+        for (index, &(start, before)) in samples.iter().enumerate().filter(|(_, sample)| sample.0 >= from) {
             let within = samples[index..].iter().take_while(|(time, _)| *time <= start + 1.0).last();
             if let Some(&(_, after)) = within {
                 worst = worst.max((after - before) as f64);
             }
         }
+        worst
+    }
+
+    /// Writes as fast as `paced` allows until `deadline`.
+    async fn write_until(paced: &mut Paced<TcpStream>, deadline: Instant) {
+        let chunk = vec![7u8; 256 * 1024];
+        while Instant::now() < deadline {
+            paced.write_all(&chunk).await.expect("write");
+        }
+    }
+
+    /// Writes as fast as the pacer allows over a real loopback socket for 3 s and
+    /// checks every 1-second window of received bytes, sampled at every read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_cap_holds_every_window() {
+        const RATE: f64 = 2_000_000.0;
+        let (address, reader) = spawn_reader().await;
+        let socket = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let upload = Pacer::new(vec![CapSchedule::constant(RATE)]);
+        let download = Pacer::new(Vec::new());
+        let mut paced = Paced::new(TcpStream(socket), upload, download);
+        write_until(&mut paced, Instant::now() + Duration::from_secs(3)).await;
+        paced.close().await.expect("close");
+        let samples = reader.await.expect("reader");
+        let worst = worst_window(&samples, 0.0);
         assert!(worst <= RATE * 1.05, "a 1-second window carried {worst} bytes, cap {RATE}");
         let total = samples.last().map_or(0, |sample| sample.1) as f64;
         assert!(total >= RATE * 2.5, "only {total} bytes in 3 s: the pacer is far below its cap");
+    }
+
+    /// Lowers the cap of a connection that is already sending, as a reload does, and
+    /// checks that every 1-second window from 0.2 s after the change stays within the new cap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lowered_cap_applies_to_open_connection() {
+        const BEFORE: f64 = 2_000_000.0;
+        const AFTER: f64 = 400_000.0;
+        let (address, reader) = spawn_reader().await;
+        let socket = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let upload = Pacer::new(vec![CapSchedule::constant(BEFORE)]);
+        let mut paced = Paced::new(TcpStream(socket), upload.clone(), Pacer::new(Vec::new()));
+        let start = Instant::now();
+        write_until(&mut paced, start + Duration::from_millis(1500)).await;
+        let changed = start.elapsed().as_secs_f64();
+        upload.set_schedules(vec![CapSchedule::constant(AFTER)]);
+        write_until(&mut paced, start + Duration::from_millis(4000)).await;
+        paced.close().await.expect("close");
+        let samples = reader.await.expect("reader");
+        let before = samples.iter().take_while(|(time, _)| *time <= 1.0).last().map_or(0, |sample| sample.1) as f64;
+        assert!(before >= AFTER * 3.0, "only {before} bytes in the first second under a {BEFORE} B/s cap");
+        let worst = worst_window(&samples, changed + 0.2);
+        assert!(worst <= AFTER * 1.05, "a 1-second window after the change carried {worst} bytes, new cap {AFTER}");
+    }
+
+    #[test]
+    fn raised_cap_reported() {
+        let pacer = Pacer::new(vec![CapSchedule::constant(1000.0)]);
+        pacer.set_schedules(vec![CapSchedule::constant(5000.0)]);
+        assert_eq!(pacer.current_rate(), Some(5000.0));
+    }
+
+    #[test]
+    fn removed_cap_uncaps() {
+        let pacer = Pacer::new(vec![CapSchedule::constant(1000.0)]);
+        pacer.set_schedules(Vec::new());
+        assert_eq!(pacer.take(1 << 20), Ok(1 << 20));
     }
 }
