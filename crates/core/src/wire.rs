@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
-use crate::governance::{Approval, RolloutControl, SignedMembership};
+use crate::governance::{Approval, RolloutControl, SignedMembership, SignedStatusReport};
 use crate::ids::PatchKey;
 use crate::manifest::{Announcement, MAX_BODY_BYTES, MAX_CHUNK_SIZE};
 
@@ -93,6 +93,10 @@ pub enum Message {
     /// The sender's latest verified membership list, sent on connect and forwarded to
     /// every peer when it is newer than the receiver's.
     Membership(SignedMembership),
+    /// A signed status report, the sender's own or a newer one it forwards. Added after
+    /// the first release: a node that does not know it fails to decode the message and
+    /// drops it, which costs it the mesh-wide view and nothing else.
+    Status(SignedStatusReport),
 }
 
 /// A request on [`FETCH_PROTOCOL`].

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::transfer::{TransferState, TransferStats};
-use super::{ApprovalReport, Node};
+use super::{ApprovalReport, Node, SiteRollout, WaveStatus};
 use crate::governance::RolloutState;
 use crate::time::Timestamp;
 use crate::wire::Role;
@@ -21,6 +21,9 @@ pub struct NodeStatus {
     pub patches: Vec<PatchStatus>,
     /// Versions a verified order recalled, as `id@version`; none are held.
     pub recalled: Vec<String>,
+    /// Per site and patch version, the totals of the latest signed status reports this
+    /// node holds (its own included): the mesh-wide view.
+    pub mesh: Vec<SiteRollout>,
 }
 
 /// One connected peer.
@@ -67,6 +70,8 @@ pub struct PatchStatus {
     pub approvals: Option<ApprovalReport>,
     /// `active` or `paused` by an order.
     pub rollout: &'static str,
+    /// The node's rollout wave, for a manifest with a plan on an office node.
+    pub wave: Option<WaveStatus>,
 }
 
 pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
@@ -104,8 +109,9 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
                 RolloutState::Paused { .. } => "paused",
                 RolloutState::Recalled { .. } => "recalled",
             },
+            wave: node.wave_status(key),
         })
         .collect();
     let recalled = node.recalled().iter().map(ToString::to_string).collect();
-    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled }
+    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled, mesh: node.mesh_view(now) }
 }
