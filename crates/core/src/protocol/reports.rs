@@ -49,6 +49,8 @@ pub(crate) struct Reports {
     last_sent: Option<Timestamp>,
     /// The patch list of that report, to tell whether anything changed since.
     last_content: Vec<PatchReport>,
+    /// When to look at the own report again; always later than the last input.
+    next_check: Option<Timestamp>,
 }
 
 /// A verified report and when it arrived.
@@ -168,33 +170,44 @@ impl Node {
         }
     }
 
-    /// When the node's own report must be looked at again, if it has an identity.
+    /// When the node's own report must be looked at again, if it has an identity. Always
+    /// after the last input, so a driver that wakes the node then makes progress.
     pub(super) fn report_timeout(&self) -> Option<Timestamp> {
         self.config.identity.as_ref()?;
-        Some(self.reports.last_sent.map_or(Timestamp::from_secs(0), |sent| sent.saturating_add(MIN_REPORT_INTERVAL)))
+        self.reports.next_check
     }
 
     /// Issues and floods the node's own report when it changed and the rate limit allows,
-    /// or when the refresh is due.
+    /// or when the refresh is due; then sets when to look again.
     pub(super) fn maybe_send_report(&mut self, now: Timestamp) {
         let Some(identity) = self.config.identity.clone() else {
             return;
         };
-        let since = self.reports.last_sent.map(|sent| now.saturating_duration_since(sent));
-        if since.is_some_and(|since| since < MIN_REPORT_INTERVAL) {
-            return;
+        if let Some(sent) = self.reports.last_sent {
+            if now < sent.saturating_add(MIN_REPORT_INTERVAL) {
+                self.reports.next_check = Some(sent.saturating_add(MIN_REPORT_INTERVAL));
+                return;
+            }
         }
         let content = self.own_patch_reports();
-        let due = match since {
-            None => true,
-            Some(since) if since >= REPORT_REFRESH => true,
-            Some(since) => {
-                let states_changed = content.len() != self.reports.last_content.len()
-                    || content.iter().zip(&self.reports.last_content).any(|(new, old)| new.patch != old.patch || new.state != old.state);
-                states_changed || (since >= PROGRESS_REPORT_INTERVAL && content != self.reports.last_content)
+        let due_at = match self.reports.last_sent {
+            None => now,
+            Some(sent) => {
+                let old = &self.reports.last_content;
+                let states_changed = content.len() != old.len()
+                    || content.iter().zip(old).any(|(new, old)| new.patch != old.patch || new.state != old.state);
+                let wait = if states_changed {
+                    MIN_REPORT_INTERVAL
+                } else if &content != old {
+                    PROGRESS_REPORT_INTERVAL
+                } else {
+                    REPORT_REFRESH
+                };
+                sent.saturating_add(wait)
             }
         };
-        if !due {
+        if now < due_at {
+            self.reports.next_check = Some(due_at);
             return;
         }
         // Microseconds of the clock keep a restarted node's sequence above its old ones.
@@ -211,6 +224,7 @@ impl Node {
         };
         self.reports.last_sent = Some(now);
         self.reports.last_content = content;
+        self.reports.next_check = Some(now.saturating_add(MIN_REPORT_INTERVAL));
         let signed = report.sign(&identity);
         debug_assert!(signed.verify(now).is_ok(), "own status report does not verify");
         let _ = self.take_status(now, None, signed);
