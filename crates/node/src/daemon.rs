@@ -111,10 +111,12 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
 
     let keypair = identity::Keypair::ed25519_from_bytes(*secret.seed())
         .map_err(|error| DaemonError::Network(error.to_string()))?;
-    drop(secret);
     let local_peer = keypair.public().to_peer_id();
     let role = if settings.origin { Role::Origin } else { Role::Office };
     let mut config = NodeConfig::new(settings.site.clone(), role);
+    // The core signs status reports with the libp2p identity key; their sequence comes
+    // from the clock, so nothing about them needs persisting across restarts.
+    config.identity = Some(Arc::new(secret));
     config.seed = u64::from_le_bytes(blake3::hash(&local_peer.to_bytes()).as_bytes()[..8].try_into().unwrap_or_default());
     if let Some(max_strikes) = settings.max_strikes {
         config.max_strikes = max_strikes;
@@ -1047,6 +1049,8 @@ fn log_event(event: &Event, suppressed: u32) {
         Event::ApprovalsMet { patch } => info!(%patch, "approval rule met"),
         Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
         Event::MembershipChanged { version } => info!(version, "membership list changed"),
+        Event::WaveOpened { patch, wave } => info!(%patch, wave, "rollout wave open; fetching"),
+        Event::WaveWaiting { patch, wave, reason } => info!(%patch, ?wave, %reason, "waiting for the rollout wave"),
         Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tracing::info;
+use tracing::debug;
 
 use super::{Event, Node};
 use crate::governance::{ReportState, RolloutPlan, WaitReason, WaveDecision, WaveProgress, WaveStart, wave_open};
@@ -144,7 +144,7 @@ impl Node {
         match decision {
             WaveDecision::Open { wave } => {
                 gate.opened_at = Some(now);
-                info!(%patch, wave = wave + 1, "rollout wave open; fetching");
+                debug!(%patch, wave = wave + 1, "rollout wave open");
                 self.events.push_back(Event::WaveOpened { patch: patch.clone(), wave: wave + 1 });
             }
             other => {
@@ -153,7 +153,7 @@ impl Node {
                     WaveDecision::Waiting { wave, .. } | WaveDecision::OutsideWindow { wave, .. } => Some(wave + 1),
                     _ => None,
                 };
-                info!(%patch, ?wave, %reason, "waiting for the rollout wave");
+                debug!(%patch, ?wave, %reason, "waiting for the rollout wave");
                 self.events.push_back(Event::WaveWaiting { patch: patch.clone(), wave, reason });
             }
         }
