@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use patchmesh_core::governance::RolloutPlan;
 use patchmesh_core::manifest::{FileName, ManifestBuilder, default_chunk_size};
 use patchmesh_core::{Manifest, PatchId, PatchKey, SecretKey, Timestamp};
 use patchmesh_node::control::{self, ControlRequest, ControlResponse};
@@ -83,6 +84,35 @@ pub(crate) fn build_manifest(
     expires_in: Duration,
     key: &SecretKey,
 ) -> anyhow::Result<Manifest> {
+    build(patch, files, (root, chunk_size), None, (created, expires_in), key)
+}
+
+/// As [`build_manifest`] with files named by basename and the default chunk size, and a
+/// rollout plan, which makes the manifest format 2.
+pub(crate) fn build_planned_manifest(
+    patch: &PatchKey,
+    files: &[PathBuf],
+    plan: RolloutPlan,
+    created: u64,
+    expires_in: Duration,
+    key: &SecretKey,
+) -> anyhow::Result<Manifest> {
+    plan.validate().context("invalid rollout plan")?;
+    build(patch, files, (None, None), Some(plan), (created, expires_in), key)
+}
+
+/// Builds and signs a manifest; `layout` is the naming root and chunk size, `validity`
+/// the creation time (Unix seconds) and lifetime.
+fn build(
+    patch: &PatchKey,
+    files: &[PathBuf],
+    layout: (Option<&Path>, Option<u32>),
+    plan: Option<RolloutPlan>,
+    validity: (u64, Duration),
+    key: &SecretKey,
+) -> anyhow::Result<Manifest> {
+    let (root, chunk_size) = layout;
+    let (created, expires_in) = validity;
     let mut total: u64 = 0;
     for path in files {
         let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -93,6 +123,9 @@ pub(crate) fn build_manifest(
     }
     let chunk_size = chunk_size.unwrap_or_else(|| default_chunk_size(total));
     let mut builder = ManifestBuilder::new(patch.clone(), chunk_size)?;
+    if let Some(plan) = plan {
+        builder.plan(plan);
+    }
     let mut names = std::collections::HashSet::new();
     for path in files {
         let name = file_name(path, root)?;

@@ -1044,6 +1044,7 @@ impl Node {
             peer.timeouts = 0;
         }
         transfer.unannounced.push(chunk.index);
+        transfer.first_chunk_at.get_or_insert(now);
         trace!(peer = %from, %chunk, "chunk stored");
         if transfer.have.is_full() && transfer.state == transfer::TransferState::Downloading {
             transfer.state = transfer::TransferState::Assembling;

@@ -64,6 +64,9 @@ pub struct PatchStatus {
     pub stats: TransferStats,
     /// Seconds from acceptance to completion, once complete.
     pub completion_s: Option<f64>,
+    /// When the first chunk fetched from a peer was stored, in microseconds since the
+    /// Unix epoch.
+    pub first_chunk_at_us: Option<u64>,
     /// When the patch completed, in microseconds since the Unix epoch.
     pub completed_at_us: Option<u64>,
     /// The approvals held and still missing, with a format 2 trust file.
@@ -102,6 +105,7 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
             completion_s: transfer
                 .completed_at
                 .map(|at| at.saturating_duration_since(transfer.accepted_at).as_secs_f64()),
+            first_chunk_at_us: transfer.first_chunk_at.map(Timestamp::as_micros),
             completed_at_us: transfer.completed_at.map(Timestamp::as_micros),
             approvals: node.approval_report(key, now),
             rollout: match node.rollout_state(key) {

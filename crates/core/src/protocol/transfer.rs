@@ -79,6 +79,8 @@ pub(crate) struct Transfer {
     pub(crate) origin_declined: BTreeSet<u32>,
     pub(crate) origin_retry_at: Option<Timestamp>,
     pub(crate) accepted_at: Timestamp,
+    /// When the first chunk fetched from a peer was stored; shows when a wave started.
+    pub(crate) first_chunk_at: Option<Timestamp>,
     pub(crate) completed_at: Option<Timestamp>,
     /// The wave gate of an office node for a manifest with a rollout plan; `None` when
     /// nothing gates fetching (no plan, or the origin).
@@ -110,6 +112,7 @@ impl Transfer {
             origin_declined: BTreeSet::new(),
             origin_retry_at: None,
             accepted_at: now,
+            first_chunk_at: None,
             completed_at: None,
             gate: None,
             last_error: None,
