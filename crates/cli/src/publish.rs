@@ -47,6 +47,11 @@ pub(crate) struct PublishArgs {
     /// The origin node's control socket.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// A rollout plan (TOML: `[[waves]]` with `sites` and `start`, optional `[[windows]]`;
+    /// see docs/protocol.md). Office nodes then fetch only once their site's wave is
+    /// open. Default: no plan, every site starts at once.
+    #[arg(long, value_name = "PLAN.toml")]
+    plan: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
@@ -54,7 +59,9 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now_system().as_secs();
     let version = args.version.unwrap_or(now);
     let patch = PatchKey { id: PatchId::new(args.id.clone())?, version };
-    let manifest = build_manifest(&patch, &args.files, args.root.as_deref(), args.chunk_size, now, args.expires_in, &key)?;
+    let plan = args.plan.as_deref().map(read_plan).transpose()?;
+    let layout = (args.root.as_deref(), args.chunk_size);
+    let manifest = build_manifest_with(&patch, &args.files, layout, plan, (now, args.expires_in), &key)?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.manifest.json", patch.id, patch.version)));
     std::fs::write(&out, manifest.to_json()).with_context(|| format!("cannot write manifest {}", out.display()))?;
     println!(
@@ -84,7 +91,15 @@ pub(crate) fn build_manifest(
     expires_in: Duration,
     key: &SecretKey,
 ) -> anyhow::Result<Manifest> {
-    build(patch, files, (root, chunk_size), None, (created, expires_in), key)
+    build_manifest_with(patch, files, (root, chunk_size), None, (created, expires_in), key)
+}
+
+/// Reads and checks a rollout plan file.
+fn read_plan(path: &Path) -> anyhow::Result<RolloutPlan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --plan {}", path.display()))?;
+    let plan: RolloutPlan = toml::from_str(&text).with_context(|| format!("invalid --plan {}", path.display()))?;
+    plan.validate().with_context(|| format!("invalid --plan {}", path.display()))?;
+    Ok(plan)
 }
 
 /// As [`build_manifest`] with files named by basename and the default chunk size, and a
@@ -98,12 +113,12 @@ pub(crate) fn build_planned_manifest(
     key: &SecretKey,
 ) -> anyhow::Result<Manifest> {
     plan.validate().context("invalid rollout plan")?;
-    build(patch, files, (None, None), Some(plan), (created, expires_in), key)
+    build_manifest_with(patch, files, (None, None), Some(plan), (created, expires_in), key)
 }
 
 /// Builds and signs a manifest; `layout` is the naming root and chunk size, `validity`
 /// the creation time (Unix seconds) and lifetime.
-fn build(
+fn build_manifest_with(
     patch: &PatchKey,
     files: &[PathBuf],
     layout: (Option<&Path>, Option<u32>),
