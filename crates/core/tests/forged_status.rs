@@ -27,7 +27,7 @@ fn peer_of(seed: u8) -> String {
     key(seed).public().peer_id()
 }
 
-/// The pilot at `pilot`, another office at `branch-2` and this node at `branch-1`.
+/// Lists the pilot at `pilot`, another office at `branch-2` and this node at `branch-1`.
 fn members() -> SignedMembership {
     let mut membership = Membership { version: 1, issued: START.as_secs(), members: BTreeMap::new() };
     for (seed, site) in [(PILOT, "pilot"), (BRANCH, "branch-2"), (LOCAL, "branch-1")] {
@@ -48,8 +48,8 @@ fn plan() -> RolloutPlan {
     }
 }
 
-/// A governed wave 2 node holding the planned announcement and the membership list, with
-/// one connected peer, `relay`, and the manifest.
+/// Builds a governed wave 2 node holding the planned announcement and the membership
+/// list, with one connected peer, `relay`, and returns them with the manifest.
 fn wave_two_node() -> (Node, PeerId, Arc<Manifest>) {
     let mut config = config("branch-1", Role::Office, 9);
     config.identity = Some(Arc::new(key(LOCAL)));
@@ -62,7 +62,7 @@ fn wave_two_node() -> (Node, PeerId, Arc<Manifest>) {
     (node, relay, manifest)
 }
 
-/// A report that `node` at `site` verified `manifest`, carrying `signer`'s key.
+/// Signs a report that `node` at `site` verified `manifest`, carrying `signer`'s key.
 fn verified(node: String, site: &str, signer: &SecretKey, manifest: &Manifest) -> SignedStatusReport {
     StatusReport {
         node,
@@ -97,7 +97,7 @@ fn report_for_another_node_is_refused() {
 }
 
 #[test]
-fn report_with_pilot_key_but_bad_signature_is_refused() {
+fn bad_signature_is_refused() {
     let (mut node, _, manifest) = wave_two_node();
     let mut forged = verified(peer_of(PILOT), "pilot", &key(PILOT), &manifest);
     forged.signature = verified(peer_of(ATTACKER), "pilot", &key(ATTACKER), &manifest).signature;

@@ -14,13 +14,13 @@ const PATCH_BYTES: usize = 64 * 1024;
 const CHUNK: u32 = 1024;
 const SOAK: u64 = 10;
 
-/// The identity key of node `index`.
+/// Returns the identity key of node `index`.
 fn identity(index: usize) -> Arc<SecretKey> {
     Arc::new(SecretKey::from_seed([100 + index as u8; 32]))
 }
 
-/// An origin at `hq` (node 0) and one office per entry of `sites`, fully connected, each
-/// with an identity key and named by its peer id, as the daemon names them.
+/// Builds an origin at `hq` (node 0) and one office per entry of `sites`, fully
+/// connected, each with an identity key and named by its peer id as the daemon names them.
 fn mesh_at(sites: &[&str]) -> Mesh {
     seeded_mesh_at(sites, 0)
 }
@@ -88,7 +88,7 @@ fn opened(mesh: &Mesh, node: usize) -> Option<usize> {
 }
 
 #[test]
-fn second_wave_waits_for_first_to_verify_and_soak() {
+fn second_wave_waits_for_soak() {
     let mut mesh = mesh_at(&["pilot", "branch-1", "branch-2"]);
     let manifest = publish(&mut mesh, two_waves(START.as_secs() - 60));
     let patch = manifest.key().clone();

@@ -1,7 +1,7 @@
 //! `patchmesh demo --waves`: a two-wave rollout and the check that the waves kept order.
 //!
 //! Wave 1 is one pilot office ([`PILOT`]); wave 2 is every other office and opens once the
-//! pilot's signed status report says verified, with no failure, for the soak time. The
+//! pilot's signed status report gives the state verified, with no failure, for the soak time. The
 //! summary shows when each wave fetched its first chunk and when its last node verified,
 //! and the demo fails if any wave 2 node stored a chunk before the last wave 1 node
 //! verified.
@@ -39,8 +39,9 @@ pub(crate) struct WaveSummary {
     pub(crate) completion_s: Option<f64>,
 }
 
-/// The waves' summaries and whether every wave 2 node stored its first chunk after the
-/// last wave 1 node verified (`false` also when a wave did not finish).
+/// Summarizes the two waves and checks that every wave 2 node stored its first chunk
+/// after the last wave 1 node verified. The check is `false` also when a wave did not
+/// finish.
 pub(crate) fn summarize(nodes: &[NodeSummary]) -> (Vec<WaveSummary>, bool) {
     let mut waves = Vec::new();
     for wave in [1, 2] {
@@ -87,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn wave_two_chunk_before_wave_one_verified_is_out_of_order() {
+    fn early_wave_two_chunk_is_out_of_order() {
         let (_, in_order) = summarize(&[node(1, 0.1, 1.0), node(2, 0.9, 5.0)]);
         assert!(!in_order);
     }

@@ -1,4 +1,4 @@
-//! Signed status reports: what one node says about its own rollouts.
+//! Signed status reports: one node's account of its own rollouts.
 //!
 //! Each node signs a small report with its identity key (the key behind its libp2p peer
 //! id) and the mesh floods it. Nodes count the reports of a wave's sites to decide when
@@ -25,17 +25,17 @@ use crate::wire::Role;
 
 /// Domain tag of the bytes a status report's signature covers.
 pub const STATUS_DOMAIN: &str = "patchmesh/status/1";
-/// The most patch versions one report describes; a node holds a handful at a time.
+/// The maximum number of patch versions in one report; a node stores a handful at a time.
 pub const MAX_REPORT_PATCHES: usize = 32;
-/// The longest error text in a report, in bytes.
+/// The maximum length of an error text in a report, in bytes.
 pub const MAX_REPORT_ERROR_BYTES: usize = 200;
-/// The longest peer id in a report, in bytes; libp2p ed25519 ids are 52.
+/// The maximum length of a peer id in a report, in bytes; libp2p ed25519 ids are 52.
 pub const MAX_REPORT_PEER_BYTES: usize = 128;
 /// How far in the future a report's issue time may lie, in seconds, before it is refused
 /// as a clock error or an attempt to pin a sequence far ahead.
 pub const MAX_REPORT_SKEW_SECS: u64 = 300;
 
-/// Where one patch version stands on the reporting node.
+/// The state of one patch version on the reporting node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportState {
@@ -47,7 +47,7 @@ pub enum ReportState {
     Fetching,
     /// Every file assembled and verified.
     Verified,
-    /// Assembly or verification failed; `error` says why.
+    /// Assembly or verification failed; `error` gives the reason.
     Failed,
     /// Stopped by a pause order.
     Paused,
@@ -85,7 +85,7 @@ pub struct SourceBytes {
 pub struct PatchReport {
     /// The patch version.
     pub patch: PatchKey,
-    /// Where it stands.
+    /// Its state.
     pub state: ReportState,
     /// Chunks verified and stored.
     pub chunks_verified: u32,
@@ -97,7 +97,7 @@ pub struct PatchReport {
     pub error: Option<String>,
 }
 
-/// What a node says about itself, before signing.
+/// A node's account of itself, before signing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The node's libp2p peer id; must be `key.peer_id()`.
@@ -133,7 +133,7 @@ pub enum StatusReportError {
     Malformed {
         /// The peer id it names, shortened.
         node: String,
-        /// What is wrong.
+        /// The broken limit.
         reason: String,
     },
     /// The key is not the named node's identity key.
@@ -191,7 +191,7 @@ pub enum StatusReportError {
 }
 
 impl StatusReport {
-    /// The bytes the signature covers.
+    /// Returns the bytes the signature covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut writer = CanonicalWriter::with_domain(STATUS_DOMAIN);
         writer.put_str(&self.node);

@@ -1,6 +1,6 @@
 //! The libp2p peer id of an ed25519 key, computed without libp2p.
 //!
-//! A status report names its node by peer id and carries the node's public key; the
+//! A status report names its node by peer id and carries the node's public key. The
 //! receiver derives the id from the key and compares, so a report can only speak for the
 //! node whose identity key signed it. The derivation follows the libp2p peer id spec for
 //! keys whose encoding is at most 42 bytes:
@@ -18,12 +18,12 @@ use super::PublicKey;
 const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 /// Protobuf field 1 (varint) = 1 for `KeyType::Ed25519`, then field 2 (bytes) of 32 bytes.
 const PROTOBUF_PREFIX: [u8; 4] = [0x08, 0x01, 0x12, 0x20];
-/// Multihash code of the identity "hash", which holds its input as is.
+/// Multihash code of the identity "hash", whose digest is its input unchanged.
 const IDENTITY_MULTIHASH: u8 = 0x00;
 
 impl PublicKey {
-    /// The libp2p peer id of this key, such as `12D3KooW…`: what
-    /// `PeerId::from_public_key` gives for the same ed25519 key.
+    /// Returns the libp2p peer id of this key, such as `12D3KooW…`, as libp2p's
+    /// `PeerId::from_public_key` computes it for the same ed25519 key.
     pub fn peer_id(&self) -> String {
         let mut encoded = Vec::with_capacity(2 + PROTOBUF_PREFIX.len() + 32);
         encoded.push(IDENTITY_MULTIHASH);

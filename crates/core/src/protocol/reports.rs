@@ -98,7 +98,7 @@ impl Node {
     /// whether it was new; a new report is forwarded to every other peer.
     ///
     /// A report whose key or signature is wrong, or that is malformed, is a strike
-    /// against the peer that sent it: honest peers forward only what verified. A report
+    /// against the peer that sent it, because honest peers forward only what verified. A report
     /// refused by the membership list is dropped quietly, since a peer holding another
     /// list version may forward it in good faith.
     pub fn handle_status(&mut self, now: Timestamp, from: Option<&PeerId>, signed: SignedStatusReport) -> Result<bool, StatusReportError> {
@@ -107,7 +107,7 @@ impl Node {
         result
     }
 
-    /// The latest report of every node, this node's own included.
+    /// Returns the latest report of every node, this node's own included.
     pub fn status_reports(&self) -> impl Iterator<Item = &SignedStatusReport> {
         self.reports.latest.values().map(|held| &held.signed)
     }
@@ -118,7 +118,7 @@ impl Node {
                 (StatusReportError::Malformed { .. } | StatusReportError::KeyMismatch { .. } | StatusReportError::BadSignature { .. }, Some(peer)) => {
                     self.strike(peer, error.to_string());
                 }
-                _ => warn!(peer = ?from.map(PeerId::as_str), %error, "status report refused"),
+                _ => warn!(peer = ?from.map(PeerId::as_str), %error, "status report rejected"),
             }
             return Err(error);
         }
@@ -128,7 +128,7 @@ impl Node {
             match list.site_of(&report.node) {
                 None => {
                     let error = StatusReportError::NotMember { node: report.node.clone(), version };
-                    warn!(peer = ?from.map(PeerId::as_str), %error, "status report refused");
+                    warn!(peer = ?from.map(PeerId::as_str), %error, "status report rejected");
                     return Err(error);
                 }
                 Some(listed) if listed != report.site => {
@@ -138,7 +138,7 @@ impl Node {
                         listed: listed.to_string(),
                         version,
                     };
-                    warn!(peer = ?from.map(PeerId::as_str), %error, "status report refused");
+                    warn!(peer = ?from.map(PeerId::as_str), %error, "status report rejected");
                     return Err(error);
                 }
                 Some(_) => {}
@@ -177,12 +177,13 @@ impl Node {
         self.reports.next_check
     }
 
-    /// Issues and floods the node's own report when it changed and the rate limit allows,
-    /// or when the refresh is due; then sets when to look again.
+    /// Issues and floods the node's own report if it changed and the rate limit allows
+    /// it, or if the refresh is due. Either way it sets when to look again.
     pub(super) fn maybe_send_report(&mut self, now: Timestamp) {
         let Some(identity) = self.config.identity.clone() else {
             return;
         };
+
         if let Some(sent) = self.reports.last_sent {
             if now < sent.saturating_add(MIN_REPORT_INTERVAL) {
                 self.reports.next_check = Some(sent.saturating_add(MIN_REPORT_INTERVAL));
@@ -210,6 +211,7 @@ impl Node {
             self.reports.next_check = Some(due_at);
             return;
         }
+
         // Microseconds of the clock keep a restarted node's sequence above its old ones.
         self.reports.sequence = (self.reports.sequence + 1).max(now.as_micros());
         let key = identity.public();
@@ -225,6 +227,7 @@ impl Node {
         self.reports.last_sent = Some(now);
         self.reports.last_content = content;
         self.reports.next_check = Some(now.saturating_add(MIN_REPORT_INTERVAL));
+
         let signed = report.sign(&identity);
         debug_assert!(signed.verify(now).is_ok(), "own status report does not verify");
         let _ = self.take_status(now, None, signed);

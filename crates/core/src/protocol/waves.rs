@@ -9,7 +9,7 @@
 //! The progress of wave `i` comes from the latest signed status reports: the wave's nodes
 //! are the members of the membership list at its sites (without a list, the office nodes
 //! that reported from those sites); a node counts as verified or failed when its report
-//! says so for this patch version. The gate is evaluated again when reports change and
+//! gives that state for this patch version. The gate is evaluated again when reports change and
 //! when a timer it set falls due (a fixed start time, the end of a soak, a maintenance
 //! window opening).
 //!
@@ -35,7 +35,7 @@ pub(crate) struct WaveGate {
     decision: Option<WaveDecision>,
     /// When the node's wave opened; set once, never cleared.
     opened_at: Option<Timestamp>,
-    /// What the node knows of each wave, maintained by [`WaveProgress::observe`].
+    /// This node's view of each wave's progress, maintained by [`WaveProgress::observe`].
     progress: Vec<WaveProgress>,
     /// When the decision may change without a new report.
     next_check: Option<Timestamp>,
@@ -54,7 +54,7 @@ pub struct WaveStatus {
     pub wave: Option<usize>,
     /// `open`, `waiting`, `outside-window` or `not-in-plan`.
     pub state: &'static str,
-    /// Why the wave is not open, in words.
+    /// The reason the wave is not open, in words.
     pub reason: Option<String>,
     /// When the wave opened on this node, in microseconds since the Unix epoch.
     pub opened_at_us: Option<u64>,
@@ -67,20 +67,20 @@ pub struct WaveStatus {
 pub struct WaveCount {
     /// Nodes in the wave.
     pub nodes: u32,
-    /// Nodes whose report says verified.
+    /// Nodes whose report gives the state verified.
     pub verified: u32,
-    /// Nodes whose report says failed.
+    /// Nodes whose report gives the state failed.
     pub failed: u32,
 }
 
 impl Node {
-    /// A gate for a new transfer of `announcement`: only office nodes are gated, and only
-    /// for a manifest with a plan.
+    /// Returns a gate for a new transfer of `announcement`. Only office nodes are gated,
+    /// and only for a manifest with a plan.
     pub(super) fn new_gate(&self, announcement: &Announcement) -> Option<WaveGate> {
         (announcement.plan.is_some() && self.config.role == Role::Office).then(WaveGate::default)
     }
 
-    /// Whether waves let the node fetch `patch`.
+    /// Returns whether waves let the node fetch `patch`.
     pub(super) fn wave_allows(&self, patch: &PatchKey) -> bool {
         self.transfers.get(patch).and_then(|transfer| transfer.gate.as_ref()).is_none_or(WaveGate::is_open)
     }
@@ -195,7 +195,8 @@ impl Node {
         counts
     }
 
-    /// The wave state of `patch` on this node, for status; `None` when nothing gates it.
+    /// Returns the wave state of `patch` on this node, for status, or `None` when nothing
+    /// gates it.
     pub fn wave_status(&self, patch: &PatchKey) -> Option<WaveStatus> {
         let transfer = self.transfers.get(patch)?;
         let gate = transfer.gate.as_ref()?;
@@ -210,14 +211,14 @@ impl Node {
             }
             Some(decision @ WaveDecision::NotInPlan) => (None, "not-in-plan", Some(describe(decision, &self.config.site, &counts))),
         };
-        // A latched gate reports open even if the last evaluation before it said otherwise.
+        // A gate stays open once opened, whatever an earlier evaluation decided.
         let state = if gate.is_open() { "open" } else { state };
         Some(WaveStatus { wave, state, reason, opened_at_us: gate.opened_at.map(Timestamp::as_micros), progress: counts })
     }
 }
 
-/// Each listed site's first wave, and the first wave with no site list, if any; a
-/// lookup table so counting thousands of reports does not scan the plan for each.
+/// Maps each listed site to its first wave and finds the first wave with no site list.
+/// The table spares a scan of the plan for each of thousands of reports.
 fn site_waves(plan: &RolloutPlan) -> (BTreeMap<&str, usize>, Option<usize>) {
     let mut listed = BTreeMap::new();
     for (index, wave) in plan.waves.iter().enumerate() {
