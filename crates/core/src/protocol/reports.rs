@@ -184,11 +184,11 @@ impl Node {
             return;
         };
 
-        if let Some(sent) = self.reports.last_sent {
-            if now < sent.saturating_add(MIN_REPORT_INTERVAL) {
-                self.reports.next_check = Some(sent.saturating_add(MIN_REPORT_INTERVAL));
-                return;
-            }
+        if let Some(sent) = self.reports.last_sent
+            && now < sent.saturating_add(MIN_REPORT_INTERVAL)
+        {
+            self.reports.next_check = Some(sent.saturating_add(MIN_REPORT_INTERVAL));
+            return;
         }
         let content = self.own_patch_reports();
         let due_at = match self.reports.last_sent {
@@ -266,7 +266,7 @@ impl Node {
             })
             .collect();
         if entries.len() > MAX_REPORT_PATCHES {
-            entries.sort_by(|a, b| b.patch.version.cmp(&a.patch.version));
+            entries.sort_by_key(|entry| std::cmp::Reverse(entry.patch.version));
             entries.truncate(MAX_REPORT_PATCHES);
             entries.sort_by(|a, b| a.patch.cmp(&b.patch));
         }
