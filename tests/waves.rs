@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestMesh, pattern};
+use support::{TestMesh, patchmesh, pattern};
 
 const SOAK_SECS: u64 = 2;
 
@@ -42,6 +42,13 @@ fn second_wave_starts_after_pilot_verifies() {
     }
     let log = mesh.nodes[2].log();
     assert!(log.contains("rollout wave open"), "wave opening not logged:\n{log}");
+
+    let socket = mesh.nodes[2].socket();
+    let output = patchmesh(&["status", "--socket", socket.to_str().expect("utf-8"), "--patch", "KB-waves"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "status --patch failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("wave: 2, open"), "no wave state in status --patch:\n{text}");
+    assert!(text.contains("wave 1: 1 of 1 nodes verified, 0 failed"), "no wave counts in status --patch:\n{text}");
 }
 
 #[test]
@@ -54,7 +61,7 @@ fn status_shows_every_site_from_reports() {
     assert!(output.status.success(), "publish failed: {}", String::from_utf8_lossy(&output.stderr));
     mesh.wait_complete("KB-view", Duration::from_secs(60));
 
-    // Reports follow a state change within about a second.
+    // A report follows a state change within about a second.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = mesh.nodes[1].status().expect("status");
@@ -66,4 +73,8 @@ fn status_shows_every_site_from_reports() {
         assert!(std::time::Instant::now() < deadline, "office-1 sees {verified} verified nodes, not 3: {rows:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let socket = mesh.nodes[1].socket();
+    let output = patchmesh(&["status", "--socket", socket.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("mesh, from signed status reports (3 site rows)"), "no mesh table in status:\n{text}");
 }

@@ -198,3 +198,29 @@ proptest::proptest! {
         proptest::prop_assert!(finished.is_some());
     }
 }
+
+fn sequence_held(mesh: &mut Mesh, holder: usize, author: usize) -> Option<u64> {
+    let author = mesh.names[author].to_string();
+    mesh.node(holder).status_reports().find(|signed| signed.report.node == author).map(|signed| signed.report.sequence)
+}
+
+#[test]
+fn restarted_node_report_replaces_old_one() {
+    let mut mesh = mesh_at(&["pilot", "branch-1"]);
+    let manifest = publish(&mut mesh, two_waves(START.as_secs() - 60));
+    run_until(&mut mesh, Duration::from_secs(60), |mesh| complete(mesh, &[1, 2], manifest.key())).expect("rollout completes");
+    mesh.advance(Duration::from_secs(2));
+    let before = sequence_held(&mut mesh, 2, 1).expect("report of node 1 held");
+
+    // The new core starts with no stored sequence; its clock-based one still wins.
+    let config = mesh.node(1).config().clone();
+    mesh.crash(1);
+    mesh.advance(Duration::from_secs(5));
+    mesh.restart(1, config);
+    for other in [0, 2] {
+        mesh.connect(1, other);
+    }
+    mesh.advance(Duration::from_secs(2));
+    let after = sequence_held(&mut mesh, 2, 1).expect("report of node 1 held");
+    assert!(after > before, "restarted node's report {after} did not replace {before}");
+}
