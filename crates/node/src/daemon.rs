@@ -1050,7 +1050,8 @@ fn log_event(event: &Event, suppressed: u32) {
         Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
         Event::MembershipChanged { version } => info!(version, "membership list changed"),
         Event::WaveOpened { patch, wave } => info!(%patch, wave, "rollout wave open; fetching"),
-        Event::WaveWaiting { patch, wave, reason } => info!(%patch, ?wave, %reason, "waiting for the rollout wave"),
+        Event::WaveWaiting { patch, wave: Some(wave), reason } => info!(%patch, wave, %reason, "waiting for the rollout wave"),
+        Event::WaveWaiting { patch, wave: None, reason } => info!(%patch, %reason, "not in any rollout wave"),
         Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")
