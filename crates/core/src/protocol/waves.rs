@@ -13,6 +13,10 @@
 //! when a timer it set falls due (a fixed start time, the end of a soak, a maintenance
 //! window opening).
 //!
+//! NOTE: without a membership list a wave's size is whatever reported so far, so a pilot
+//! node that has not sent its first report yet is not waited for. Install a list to
+//! count every listed node of a wave.
+//!
 //! Once open, a gate stays open: the plan decides when a site may *start*, and a recall
 //! or pause order is the way to stop a wave part way.
 
