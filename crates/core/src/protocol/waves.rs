@@ -166,12 +166,8 @@ impl Node {
     /// Counts each wave's nodes, verified and failed for `patch` from the latest reports.
     fn wave_counts(&self, plan: &RolloutPlan, patch: &PatchKey) -> Vec<WaveCount> {
         let mut counts = vec![WaveCount { nodes: 0, verified: 0, failed: 0 }; plan.waves.len()];
-        let (listed, catch_all) = site_waves(plan);
-        // As `RolloutPlan::wave_of`: the first wave that lists the site or lists none.
-        let wave_for = |site: &str| match (listed.get(site).copied(), catch_all) {
-            (Some(named), Some(any)) => Some(named.min(any)),
-            (named, any) => named.or(any),
-        };
+        let table = site_waves(plan);
+        let wave_for = |site: &str| wave_index(&table, site);
         let mut add = |wave: usize, state: Option<ReportState>| {
             let count = &mut counts[wave];
             count.nodes += 1;
@@ -233,6 +229,16 @@ fn site_waves(plan: &RolloutPlan) -> (BTreeMap<&str, usize>, Option<usize>) {
     (listed, plan.waves.iter().position(|wave| wave.sites.is_none()))
 }
 
+/// Looks `site` up in a [`site_waves`] table, giving what `RolloutPlan::wave_of` gives:
+/// the first wave that lists the site or lists no sites.
+fn wave_index(table: &(BTreeMap<&str, usize>, Option<usize>), site: &str) -> Option<usize> {
+    let (listed, catch_all) = table;
+    match (listed.get(site).copied(), *catch_all) {
+        (Some(named), Some(any)) => Some(named.min(any)),
+        (named, any) => named.or(any),
+    }
+}
+
 /// Says in words why a wave is not open.
 fn describe(decision: &WaveDecision, site: &str, counts: &[WaveCount]) -> String {
     match decision {
@@ -258,5 +264,36 @@ fn describe(decision: &WaveDecision, site: &str, counts: &[WaveCount]) -> String
             format!("wave {} is open but site {site} is outside its maintenance window until {} (Unix seconds)", wave + 1, next_window.as_secs())
         }
         WaveDecision::NotInPlan => format!("site {site} is in no wave of the rollout plan, so it never starts this version"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::Wave;
+
+    fn wave(sites: Option<&[&str]>) -> Wave {
+        Wave {
+            sites: sites.map(|sites| sites.iter().map(|site| site.to_string()).collect()),
+            start: WaveStart::AfterPrevious { min_verified_percent: 100, soak_secs: 0 },
+        }
+    }
+
+    #[test]
+    fn lookup_table_agrees_with_plan() {
+        // A catch-all wave before a wave that lists a site takes that site, as `wave_of` says.
+        let plans = [
+            vec![wave(Some(&["a"])), wave(None)],
+            vec![wave(None), wave(Some(&["a"]))],
+            vec![wave(Some(&["a"])), wave(Some(&["b"]))],
+            vec![wave(Some(&["b"])), wave(None), wave(Some(&["a"]))],
+        ];
+        for waves in plans {
+            let plan = RolloutPlan { waves, windows: Vec::new() };
+            let table = site_waves(&plan);
+            for site in ["a", "b", "c"] {
+                assert_eq!(wave_index(&table, site), plan.wave_of(site), "site {site} in {plan:?}");
+            }
+        }
     }
 }
