@@ -255,12 +255,27 @@ struct SyncQueue {
 }
 
 impl SyncQueue {
-    /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch.
+    /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch and
+    /// replacing a waiting status report of the same node.
     ///
     /// Messages go out one at a time. Without merging, chunks verified while one message
     /// waits for its ack would queue up as many small `Have`s. Peers would then learn of
     /// new chunks late and request from the origin chunks that a neighbour already has.
+    /// Only a node's latest report matters, so a slow peer's queue holds at most one
+    /// report per node however fast reports flood.
     fn push(&mut self, message: Message) {
+        if let Message::Status(report) = &message {
+            let waiting = self.waiting.iter_mut().find_map(|queued| match queued {
+                Message::Status(old) if old.report.node == report.report.node => Some(old),
+                _ => None,
+            });
+            if let Some(old) = waiting {
+                if old.report.sequence < report.report.sequence {
+                    *old = report.clone();
+                }
+                return;
+            }
+        }
         if let Message::Have { patch, indices } = &message {
             if let Some(Message::Have { patch: waiting_patch, indices: waiting }) = self.waiting.back_mut() {
                 if waiting_patch == patch {
@@ -1062,6 +1077,37 @@ fn log_event(event: &Event, suppressed: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(seed: u8, sequence: u64) -> Message {
+        let key = patchmesh_core::SecretKey::from_seed([seed; 32]);
+        let report = patchmesh_core::governance::StatusReport {
+            node: key.public().peer_id(),
+            key: key.public(),
+            site: "branch-1".into(),
+            role: Role::Office,
+            sequence,
+            issued: 1_800_000_000,
+            patches: Vec::new(),
+        };
+        Message::Status(report.sign(&key))
+    }
+
+    #[test]
+    fn queued_report_replaced_by_newer() {
+        let mut queue = SyncQueue::default();
+        for message in [report(1, 5), report(2, 1), report(1, 7), report(1, 6)] {
+            queue.push(message);
+        }
+        let sequences: Vec<u64> = queue
+            .waiting
+            .iter()
+            .filter_map(|message| match message {
+                Message::Status(signed) => Some(signed.report.sequence),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sequences, [7, 1]);
+    }
 
     #[test]
     fn oversized_announcement_rejected() {
