@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use patchmesh_core::governance::RolloutPlan;
 use patchmesh_core::manifest::{FileName, ManifestBuilder, default_chunk_size};
 use patchmesh_core::{Manifest, PatchId, PatchKey, SecretKey, Timestamp};
 use patchmesh_node::control::{self, ControlRequest, ControlResponse};
@@ -46,6 +47,11 @@ pub(crate) struct PublishArgs {
     /// The origin node's control socket.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// A rollout plan (TOML: `[[waves]]` with `sites` and `start`, optional `[[windows]]`;
+    /// see docs/protocol.md). Office nodes then fetch only once their site's wave is
+    /// open. Default: no plan, every site starts at once.
+    #[arg(long, value_name = "PLAN.toml")]
+    plan: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
@@ -53,7 +59,9 @@ pub(crate) fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now_system().as_secs();
     let version = args.version.unwrap_or(now);
     let patch = PatchKey { id: PatchId::new(args.id.clone())?, version };
-    let manifest = build_manifest(&patch, &args.files, args.root.as_deref(), args.chunk_size, now, args.expires_in, &key)?;
+    let plan = args.plan.as_deref().map(read_plan).transpose()?;
+    let layout = (args.root.as_deref(), args.chunk_size);
+    let manifest = build_manifest_with(&patch, &args.files, layout, plan, (now, args.expires_in), &key)?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.manifest.json", patch.id, patch.version)));
     std::fs::write(&out, manifest.to_json()).with_context(|| format!("cannot write manifest {}", out.display()))?;
     println!(
@@ -83,6 +91,43 @@ pub(crate) fn build_manifest(
     expires_in: Duration,
     key: &SecretKey,
 ) -> anyhow::Result<Manifest> {
+    build_manifest_with(patch, files, (root, chunk_size), None, (created, expires_in), key)
+}
+
+/// Reads and checks a rollout plan file.
+fn read_plan(path: &Path) -> anyhow::Result<RolloutPlan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --plan {}", path.display()))?;
+    let plan: RolloutPlan = toml::from_str(&text).with_context(|| format!("invalid --plan {}", path.display()))?;
+    plan.validate().with_context(|| format!("invalid --plan {}", path.display()))?;
+    Ok(plan)
+}
+
+/// As [`build_manifest`] with files named by basename and the default chunk size, and a
+/// rollout plan, which makes the manifest format 2.
+pub(crate) fn build_planned_manifest(
+    patch: &PatchKey,
+    files: &[PathBuf],
+    plan: RolloutPlan,
+    created: u64,
+    expires_in: Duration,
+    key: &SecretKey,
+) -> anyhow::Result<Manifest> {
+    plan.validate().context("invalid rollout plan")?;
+    build_manifest_with(patch, files, (None, None), Some(plan), (created, expires_in), key)
+}
+
+/// Builds and signs a manifest; `layout` is the naming root and chunk size, `validity`
+/// the creation time (Unix seconds) and lifetime.
+fn build_manifest_with(
+    patch: &PatchKey,
+    files: &[PathBuf],
+    layout: (Option<&Path>, Option<u32>),
+    plan: Option<RolloutPlan>,
+    validity: (u64, Duration),
+    key: &SecretKey,
+) -> anyhow::Result<Manifest> {
+    let (root, chunk_size) = layout;
+    let (created, expires_in) = validity;
     let mut total: u64 = 0;
     for path in files {
         let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -93,6 +138,9 @@ pub(crate) fn build_manifest(
     }
     let chunk_size = chunk_size.unwrap_or_else(|| default_chunk_size(total));
     let mut builder = ManifestBuilder::new(patch.clone(), chunk_size)?;
+    if let Some(plan) = plan {
+        builder.plan(plan);
+    }
     let mut names = std::collections::HashSet::new();
     for path in files {
         let name = file_name(path, root)?;

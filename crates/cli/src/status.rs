@@ -15,7 +15,8 @@ pub(crate) struct StatusArgs {
     /// Print the full status as JSON.
     #[arg(long)]
     json: bool,
-    /// Show one patch series: its versions, approvals present and missing, and orders.
+    /// Show one patch series: its versions, approvals present and missing, orders and the
+    /// node's rollout wave.
     #[arg(long, value_name = "ID")]
     patch: Option<String>,
 }
@@ -67,6 +68,7 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
         let state = patch["state"].as_str().unwrap_or("-");
         let rollout = patch["rollout"].as_str().unwrap_or("-");
         println!("{id}@{version}: {state}, rollout {rollout}, {}/{} chunks", patch["chunks_verified"], patch["chunk_count"]);
+        print_wave(&patch["wave"]);
         let approvals = &patch["approvals"];
         if approvals.is_null() {
             println!("  approvals: not needed (format 1 trust file)");
@@ -84,6 +86,57 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
         println!("{key}: recalled; the node holds and serves none of it");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the node's wave for one patch version and each wave's counts, if a plan gates it.
+fn print_wave(wave: &serde_json::Value) {
+    if wave.is_null() {
+        println!("  wave: not gated (no rollout plan, or the origin)");
+        return;
+    }
+    let number = wave["wave"].as_u64().map_or_else(|| "none".to_string(), |n| n.to_string());
+    println!("  wave: {number}, {}", wave["state"].as_str().unwrap_or("-"));
+    if let Some(reason) = wave["reason"].as_str() {
+        println!("    {reason}");
+    }
+    for (index, count) in wave["progress"].as_array().into_iter().flatten().enumerate() {
+        println!(
+            "    wave {}: {} of {} nodes verified, {} failed",
+            index + 1,
+            count["verified"].as_u64().unwrap_or(0),
+            count["nodes"].as_u64().unwrap_or(0),
+            count["failed"].as_u64().unwrap_or(0)
+        );
+    }
+}
+
+/// Prints the mesh-wide view: per site and patch version, the totals of the latest
+/// signed status reports the node holds.
+fn print_mesh(node: &serde_json::Value) {
+    let rows = node["mesh"].as_array().cloned().unwrap_or_default();
+    println!("
+mesh, from signed status reports ({} site rows):", rows.len());
+    println!(
+        "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>14} {:>14} {:>14} {:>8}",
+        "site", "patch", "version", "nodes", "verified", "failed", "waiting", "origin B", "same site B", "other sites B", "age s"
+    );
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    for row in rows {
+        println!(
+            "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>14} {:>14} {:>14} {:>8.1}",
+            row["site"].as_str().unwrap_or("-"),
+            row["patch_id"].as_str().unwrap_or("-"),
+            number(&row["version"]),
+            number(&row["nodes"]),
+            number(&row["verified"]),
+            number(&row["failed"]),
+            number(&row["waiting_for_wave"]),
+            number(&row["bytes"]["origin"]),
+            number(&row["bytes"]["same_site"]),
+            number(&row["bytes"]["other_sites"]),
+            row["newest_report_age_s"].as_f64().unwrap_or(0.0)
+        );
+    }
 }
 
 /// Asks the node on `socket` for its status.
@@ -144,6 +197,9 @@ fn print_report(report: &StatusReport) {
         if patch["rollout"] == "paused" {
             println!("    paused by an order: not fetching");
         }
+        if let Some(reason) = patch["wave"]["reason"].as_str().filter(|_| patch["wave"]["state"] != "open") {
+            println!("    {reason}");
+        }
         if patch["approvals"]["met"] == false {
             let missing: Vec<&str> = patch["approvals"]["missing"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
             println!("    waiting for approvals: needs {}", missing.join(" and "));
@@ -152,6 +208,7 @@ fn print_report(report: &StatusReport) {
     for key in node["recalled"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str) {
         println!("  {key}: recalled");
     }
+    print_mesh(node);
 
     let failed: Vec<_> = report.hooks.iter().filter(|record| record.is_failure()).collect();
     if !failed.is_empty() {

@@ -28,6 +28,7 @@
 //! first four lines are also the cipher's associated data, so neither can be swapped.
 
 mod encrypted;
+mod peer_id;
 
 use std::fmt;
 

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
-use crate::governance::{Approval, RolloutControl, SignedMembership, SignedPolicy};
+use crate::governance::{Approval, RolloutControl, SignedMembership, SignedPolicy, SignedStatusReport};
 use crate::ids::PatchKey;
 use crate::manifest::{Announcement, MAX_BODY_BYTES, MAX_CHUNK_SIZE};
 
@@ -99,6 +99,10 @@ pub enum Message {
     /// forwarded to every peer when the sender moves to a newer version, so a node a few
     /// versions behind can step through each one.
     Trust(Vec<SignedPolicy>),
+    /// A signed status report, the sender's own or a newer one it forwards. Added after
+    /// the first release: a node that does not know it fails to decode the message and
+    /// drops it, which costs it the mesh-wide view and nothing else.
+    Status(SignedStatusReport),
 }
 
 /// A request on [`FETCH_PROTOCOL`].

@@ -20,6 +20,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use patchmesh_core::encoding::CanonicalWriter;
+use patchmesh_core::governance::{PatchReport, ReportState, SignedStatusReport, SourceBytes, StatusReport};
 use patchmesh_core::manifest::{BODY_DOMAIN, ContentHash, FileName, ManifestBuilder, ManifestHeader};
 use patchmesh_core::wire::{DeclineReason, FetchRequest, FetchResponse, Hello, Message, Role, WIRE_VERSION};
 use patchmesh_core::{Announcement, Bitfield, Manifest, ManifestBody, PatchId, PatchKey, SecretKey};
@@ -139,6 +140,29 @@ fn write_seed_corpus() {
             std::fs::write(dir.join(&name), bytes).expect("write seed");
         }
     }
+}
+
+/// Signs a status report with the key from seed byte `signer` that names the node of
+/// seed byte `named`; the two differ in a forged report.
+fn status_report(patch: &PatchKey, named: u8, signer: u8) -> SignedStatusReport {
+    let signer = SecretKey::from_seed([signer; 32]);
+    StatusReport {
+        node: SecretKey::from_seed([named; 32]).public().peer_id(),
+        key: signer.public(),
+        site: "branch-3".into(),
+        role: Role::Office,
+        sequence: checks::NOW_SECS * 1_000_000,
+        issued: checks::NOW_SECS,
+        patches: vec![PatchReport {
+            patch: patch.clone(),
+            state: ReportState::Fetching,
+            chunks_verified: 1,
+            chunk_count: 4,
+            bytes: SourceBytes { origin: 10, same_site: 20, other_sites: 30 },
+            error: None,
+        }],
+    }
+    .sign(&signer)
 }
 
 fn valid(name: &str, bytes: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
@@ -466,6 +490,8 @@ fn wire_message_seeds() -> Vec<(String, Vec<u8>)> {
         invalid("string-length-huge", vec![0x7b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         invalid("deep-nesting", deeply_nested("Hello", 1000)),
         invalid("indefinite-map", vec![0xbf, 0xbf, 0xbf, 0xbf]),
+        valid("status", cbor(&Message::Status(status_report(&patch, 9, 9)))),
+        invalid("status-for-another-node", cbor(&Message::Status(status_report(&patch, 9, 10)))),
         valid("have-unknown-patch", cbor(&Message::Have { patch: other_patch.clone(), indices: vec![0] })),
         valid("bitfield-unknown-patch", cbor(&Message::Bitfield { patch: other_patch, bits: Bitfield::new(3) })),
     ]

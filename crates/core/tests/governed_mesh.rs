@@ -6,53 +6,17 @@
 
 mod harness;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use harness::policy::{DAY, EXECUTIVE, NODE_ADMIN, REVIEWER_A, REVIEWER_B, ROOT, key, policy, role};
 use harness::{Mesh, START, manifest, pattern, publisher};
 use patchmesh_core::governance::{
-    Approval, ApprovalError, ControlAction, Membership, Policy, SignedMembership, Role as GovernanceRole, RoleKeys, RolloutControl, Rules, SignedPolicy,
-    TrustedPolicy,
+    Approval, ApprovalError, ControlAction, Membership, Policy, Role as GovernanceRole, RolloutControl, SignedMembership,
+    SignedPolicy,
 };
 use patchmesh_core::protocol::GovernanceError;
 use patchmesh_core::wire::Message;
 use patchmesh_core::{Event, Manifest, Node, PatchKey, SecretKey, Validation};
-
-const DAY: u64 = 86_400;
-const ROOT: u8 = 1;
-const REVIEWER_A: u8 = 20;
-const REVIEWER_B: u8 = 21;
-const EXECUTIVE: u8 = 30;
-const NODE_ADMIN: u8 = 40;
-
-fn key(seed: u8) -> SecretKey {
-    SecretKey::from_seed([seed; 32])
-}
-
-fn role(keys: &[SecretKey]) -> RoleKeys {
-    RoleKeys { threshold: 1, keys: keys.iter().map(|key| (key.public(), format!("key-{}", key.public().short_id()))).collect() }
-}
-
-/// Publisher (the harness's key) + one reviewer + one executive approve a rollout.
-fn policy() -> TrustedPolicy {
-    let policy = Policy {
-        version: 1,
-        created: START.as_secs() - DAY,
-        expires: START.as_secs() + 365 * DAY,
-        roles: BTreeMap::from([
-            (GovernanceRole::Root, role(&[key(ROOT)])),
-            (GovernanceRole::Publisher, role(&[publisher()])),
-            (GovernanceRole::Reviewer, role(&[key(REVIEWER_A), key(REVIEWER_B)])),
-            (GovernanceRole::Executive, role(&[key(EXECUTIVE)])),
-            (GovernanceRole::NodeAdmin, role(&[key(NODE_ADMIN)])),
-        ]),
-        rules: Rules::default(),
-        revoked: BTreeSet::new(),
-    };
-    let mut signed = SignedPolicy::unsigned(policy);
-    signed.sign(&key(ROOT));
-    TrustedPolicy::bootstrap(signed, START).expect("bootstrap")
-}
 
 /// Builds an origin and `offices` offices, all governed by [`policy`] and connected, with a
 /// 64-chunk patch published on the origin.

@@ -113,10 +113,12 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
 
     let keypair = identity::Keypair::ed25519_from_bytes(*secret.seed())
         .map_err(|error| DaemonError::Network(error.to_string()))?;
-    drop(secret);
     let local_peer = keypair.public().to_peer_id();
     let role = if settings.origin { Role::Origin } else { Role::Office };
     let mut config = NodeConfig::new(settings.site.clone(), role);
+    // The core signs status reports with the libp2p identity key; their sequence comes
+    // from the clock, so nothing about them needs persisting across restarts.
+    config.identity = Some(Arc::new(secret));
     config.seed = u64::from_le_bytes(blake3::hash(&local_peer.to_bytes()).as_bytes()[..8].try_into().unwrap_or_default());
     if let Some(max_strikes) = settings.max_strikes {
         config.max_strikes = max_strikes;
@@ -274,12 +276,27 @@ struct SyncQueue {
 }
 
 impl SyncQueue {
-    /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch.
+    /// Queues `message`, merging a `Have` into a waiting `Have` for the same patch and
+    /// replacing a waiting status report of the same node.
     ///
     /// Messages go out one at a time. Without merging, chunks verified while one message
     /// waits for its ack would queue up as many small `Have`s. Peers would then learn of
     /// new chunks late and request from the origin chunks that a neighbour already has.
+    /// Only a node's latest report matters, so a slow peer's queue holds at most one
+    /// report per node however fast reports flood.
     fn push(&mut self, message: Message) {
+        if let Message::Status(report) = &message {
+            let waiting = self.waiting.iter_mut().find_map(|queued| match queued {
+                Message::Status(old) if old.report.node == report.report.node => Some(old),
+                _ => None,
+            });
+            if let Some(old) = waiting {
+                if old.report.sequence < report.report.sequence {
+                    *old = report.clone();
+                }
+                return;
+            }
+        }
         if let Message::Have { patch, indices } = &message {
             if let Some(Message::Have { patch: waiting_patch, indices: waiting }) = self.waiting.back_mut() {
                 if waiting_patch == patch {
@@ -1132,6 +1149,9 @@ fn log_event(event: &Event, suppressed: u32) {
         Event::PatchRecalled { patch, reason } => warn!(%patch, %reason, "patch recalled"),
         Event::MembershipChanged { version } => info!(version, "membership list changed"),
         Event::TrustChanged { version } => info!(version, "trust file version changed"),
+        Event::WaveOpened { patch, wave } => info!(%patch, wave, "rollout wave open; fetching"),
+        Event::WaveWaiting { patch, wave: Some(wave), reason } => info!(%patch, wave, %reason, "waiting for the rollout wave"),
+        Event::WaveWaiting { patch, wave: None, reason } => info!(%patch, %reason, "not in any rollout wave"),
         Event::Audit(_) => {}
         Event::OriginBudgetExceeded { chunk, over_bytes } => {
             warn!(%chunk, over_bytes, suppressed, "served a chunk past the origin budget: no live peer holds it")
@@ -1142,6 +1162,37 @@ fn log_event(event: &Event, suppressed: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(seed: u8, sequence: u64) -> Message {
+        let key = patchmesh_core::SecretKey::from_seed([seed; 32]);
+        let report = patchmesh_core::governance::StatusReport {
+            node: key.public().peer_id(),
+            key: key.public(),
+            site: "branch-1".into(),
+            role: Role::Office,
+            sequence,
+            issued: 1_800_000_000,
+            patches: Vec::new(),
+        };
+        Message::Status(report.sign(&key))
+    }
+
+    #[test]
+    fn queued_report_replaced_by_newer() {
+        let mut queue = SyncQueue::default();
+        for message in [report(1, 5), report(2, 1), report(1, 7), report(1, 6)] {
+            queue.push(message);
+        }
+        let sequences: Vec<u64> = queue
+            .waiting
+            .iter()
+            .filter_map(|message| match message {
+                Message::Status(signed) => Some(signed.report.sequence),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sequences, [7, 1]);
+    }
 
     #[test]
     fn oversized_announcement_rejected() {

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod report;
+mod waves;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,6 +43,14 @@ pub(crate) struct DemoArgs {
     /// the origin serves only chunks no office holds.
     #[arg(long, value_name = "COPIES")]
     origin_budget: Option<String>,
+    /// Roll out in two waves: office-01 alone first, then every other office once
+    /// office-01 has verified its copy and stayed without failure for --wave-soak seconds.
+    /// Fails if a wave 2 office stores a chunk before wave 1 verified.
+    #[arg(long)]
+    waves: bool,
+    /// With --waves: seconds wave 1 must stay verified before wave 2 opens.
+    #[arg(long, default_value_t = 3, value_name = "SECS", requires = "waves")]
+    wave_soak: u64,
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -77,15 +86,14 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let created = Timestamp::now_system().as_secs();
     let patch = PatchKey { id: PatchId::new("demo-patch")?, version: created };
-    let manifest = crate::publish::build_manifest(
-        &patch,
-        std::slice::from_ref(&file),
-        None,
-        None,
-        created,
-        Duration::from_secs(86_400),
-        &publisher,
-    )?;
+    let files = std::slice::from_ref(&file);
+    let lifetime = Duration::from_secs(86_400);
+    let manifest = if args.waves {
+        let plan = waves::plan(created, args.wave_soak);
+        crate::publish::build_planned_manifest(&patch, files, plan, created, lifetime, &publisher)?
+    } else {
+        crate::publish::build_manifest(&patch, files, None, None, created, lifetime, &publisher)?
+    };
     let manifest_path = root.join("demo-patch.manifest.json");
     std::fs::write(&manifest_path, manifest.to_json()).with_context(|| format!("cannot write {}", manifest_path.display()))?;
     eprintln!(
@@ -139,6 +147,11 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let mut summary = Summary::build(&cluster, &statuses, &patch, &file, patch_bytes, published_at, finished)?;
     summary.origin_budget_bytes = origin_budget.map(|copies| (copies * patch_bytes as f64).round() as u64);
+    if args.waves {
+        let (waves, in_order) = waves::summarize(&summary.nodes);
+        summary.waves = Some(waves);
+        summary.waves_in_order = Some(in_order);
+    }
     cluster.stop();
     summary.print_table(&key);
     if let Some(target) = &args.json {
@@ -152,6 +165,10 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !summary.all_verified {
         let unfinished: Vec<&str> = summary.nodes.iter().filter(|n| !n.verified).map(|n: &NodeSummary| n.name.as_str()).collect();
         eprintln!("error: not every office holds a verified copy after {} s: {}", args.timeout, unfinished.join(", "));
+        return Ok(ExitCode::FAILURE);
+    }
+    if summary.waves_in_order == Some(false) {
+        eprintln!("error: a wave 2 office stored a chunk before the last wave 1 office verified; see the node logs under {}", root.display());
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use patchmesh_node::control::StatusReport;
 use serde::Serialize;
 
 use super::cluster::Cluster;
+use super::waves::{WaveSummary, since_publish};
 
 /// The JSON summary.
 #[derive(Serialize)]
@@ -27,6 +28,13 @@ pub(crate) struct Summary {
     /// Chunk payload bytes offices received from other offices, summed.
     pub(crate) bytes_from_peers: u64,
     pub(crate) nodes: Vec<NodeSummary>,
+    /// With `--waves`: each wave's first chunk and completion, seconds from the publish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waves: Option<Vec<WaveSummary>>,
+    /// With `--waves`: every wave 2 node stored its first chunk after the last wave 1
+    /// node verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waves_in_order: Option<bool>,
 }
 
 /// One office node.
@@ -40,6 +48,11 @@ pub(crate) struct NodeSummary {
     pub(crate) bytes_from_peers: u64,
     /// Seconds from the publish to this office's verified copy.
     pub(crate) completion_s: Option<f64>,
+    /// Seconds from the publish to the first chunk this office stored from a peer.
+    pub(crate) first_chunk_s: Option<f64>,
+    /// The office's rollout wave, from 1, when the manifest has a plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) wave: Option<usize>,
     #[serde(skip)]
     pub(crate) verified: bool,
 }
@@ -75,9 +88,9 @@ impl Summary {
             let files = status.as_ref().and_then(|status| status.files.get(&key).cloned()).unwrap_or_default();
             let complete = entry.is_some_and(|entry| entry["state"] == "complete");
             let identical = !files.is_empty() && files.iter().all(|file| hash_file(file).ok() == Some(source_hash));
-            let completion_s = entry
-                .and_then(|entry| entry["completed_at_us"].as_u64())
-                .map(|at| Timestamp::from_micros(at).saturating_duration_since(published_at).as_secs_f64());
+            let completion_s = since_publish(published_at, entry.and_then(|entry| entry["completed_at_us"].as_u64()));
+            let first_chunk_s = since_publish(published_at, entry.and_then(|entry| entry["first_chunk_at_us"].as_u64()));
+            let wave = entry.and_then(|entry| entry["wave"]["wave"].as_u64()).map(|wave| wave as usize);
             nodes.push(NodeSummary {
                 name: node.name.clone(),
                 site: node.name.clone(),
@@ -85,6 +98,8 @@ impl Summary {
                 bytes_from_origin: entry.and_then(|e| e["stats"]["bytes_from_origin"].as_u64()).unwrap_or(0),
                 bytes_from_peers: entry.and_then(|e| e["stats"]["bytes_from_peers"].as_u64()).unwrap_or(0),
                 completion_s,
+                first_chunk_s,
+                wave,
                 verified: complete && identical,
             });
         }
@@ -104,18 +119,43 @@ impl Summary {
             origin_budget_bytes: None,
             bytes_from_peers,
             nodes,
+            waves: None,
+            waves_in_order: None,
         })
     }
 
     pub(crate) fn print_table(&self, patch: &str) {
         eprintln!("\nrollout of {patch}: {} offices, {} bytes", self.offices, self.patch_bytes);
-        eprintln!("{:<12} {:>12} {:>16} {:>16} {:>9}", "office", "completion s", "from origin B", "from peers B", "verified");
+        let seconds = |value: Option<f64>| value.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into());
+        eprintln!(
+            "{:<12} {:>5} {:>13} {:>12} {:>16} {:>16} {:>9}",
+            "office", "wave", "first chunk s", "completion s", "from origin B", "from peers B", "verified"
+        );
         for node in &self.nodes {
-            let completion = node.completion_s.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into());
             eprintln!(
-                "{:<12} {:>12} {:>16} {:>16} {:>9}",
-                node.name, completion, node.bytes_from_origin, node.bytes_from_peers, if node.verified { "yes" } else { "NO" }
+                "{:<12} {:>5} {:>13} {:>12} {:>16} {:>16} {:>9}",
+                node.name,
+                node.wave.map_or_else(|| "-".to_string(), |wave| wave.to_string()),
+                seconds(node.first_chunk_s),
+                seconds(node.completion_s),
+                node.bytes_from_origin,
+                node.bytes_from_peers,
+                if node.verified { "yes" } else { "NO" }
             );
+        }
+        for wave in self.waves.iter().flatten() {
+            eprintln!(
+                "wave {}: {} offices, first chunk at {} s, all verified at {} s",
+                wave.wave,
+                wave.nodes,
+                seconds(wave.first_chunk_s),
+                seconds(wave.completion_s)
+            );
+        }
+        match self.waves_in_order {
+            Some(true) => eprintln!("waves in order: no wave 2 office stored a chunk before the last wave 1 office verified"),
+            Some(false) => eprintln!("WAVES OUT OF ORDER: a wave 2 office stored a chunk before wave 1 verified, or a wave did not finish"),
+            None => {}
         }
         let copies = self.origin_egress_bytes as f64 / self.patch_bytes.max(1) as f64;
         match self.makespan_s {

@@ -18,6 +18,8 @@
 //! - [`RolloutControl`]: a signed recall, pause or resume of one patch version, checked by
 //!   [`verify_control`] and folded into a [`RolloutState`].
 //! - [`SignedMembership`]: the signed, versioned list of node peer ids and their sites.
+//! - [`SignedStatusReport`]: one node's signed account of its rollouts, flooded so nodes
+//!   can count a wave's progress.
 //! - [`RolloutPlan`]: ordered waves and maintenance windows, carried inside the signed
 //!   manifest announcement; [`wave_open`] says whether a site may start.
 //! - [`AuditRecord`]: one line of the append-only audit log.
@@ -34,6 +36,7 @@ mod audit;
 mod membership;
 mod policy;
 mod recall;
+mod status_report;
 mod waves;
 
 
@@ -58,6 +61,10 @@ pub use policy::{
 pub use recall::{
     CONTROL_DOMAIN, ControlAction, ControlError, MAX_REASON_BYTES, RolloutControl, RolloutState, VerifiedControl,
     rollout_state, verify_control,
+};
+pub use status_report::{
+    MAX_REPORT_ERROR_BYTES, MAX_REPORT_PATCHES, MAX_REPORT_PEER_BYTES, MAX_REPORT_SKEW_SECS, PatchReport, ReportState, STATUS_DOMAIN,
+    SignedStatusReport, SourceBytes, StatusReport, StatusReportError, truncate_error,
 };
 pub use waves::{
     MAX_PLAN_SITES, MAX_WAVES, MaintenanceWindow, PlanError, RolloutPlan, WaitReason, Wave, WaveDecision,

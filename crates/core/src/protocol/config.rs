@@ -1,9 +1,11 @@
 //! Settings of one node's protocol state machine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::SecretKey;
 use crate::wire::Role;
 
 /// Which peers a node fetches chunks from.
@@ -65,6 +67,10 @@ pub struct NodeConfig {
     /// How far in the future a manifest's creation time may lie before the node suspects
     /// a clock error and ignores the manifest. Default: 10 minutes.
     pub max_clock_skew: Duration,
+    /// The node's identity key, the one behind its libp2p peer id. With it the node signs
+    /// and floods status reports, which rollout waves count. Default: `None`: the node
+    /// sends no report of its own, though it still takes, forwards and counts others'.
+    pub identity: Option<Arc<SecretKey>>,
 }
 
 /// A setting outside its allowed range.
@@ -106,6 +112,7 @@ impl NodeConfig {
             max_strikes: 3,
             max_clock_skew: Duration::from_secs(600),
             origin_budget: None,
+            identity: None,
         }
     }
 

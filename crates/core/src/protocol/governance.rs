@@ -136,6 +136,10 @@ impl Governance {
         self.approvals.get(patch).map(|held| held.values().cloned().collect()).unwrap_or_default()
     }
 
+    pub(super) fn is_approved(&self, patch: &PatchKey) -> bool {
+        self.approved.contains(patch)
+    }
+
     fn state(&self, patch: &PatchKey) -> RolloutState {
         rollout_state(patch, self.controls.get(patch).into_iter().flatten())
     }
@@ -269,7 +273,8 @@ impl Node {
 
     /// Returns whether the node may request the body or chunks of `patch`.
     pub(super) fn may_fetch(&self, patch: &PatchKey) -> bool {
-        self.governance
+        self.wave_allows(patch)
+            && self.governance
             .as_ref()
             .is_none_or(|governance| governance.approved.contains(patch) && governance.state(patch) == RolloutState::Active)
     }

@@ -11,9 +11,11 @@ mod endgame;
 mod governance;
 mod origin_scan;
 mod peer;
+mod reports;
 mod schedule;
 mod status;
 mod transfer;
+mod waves;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +25,9 @@ use tracing::{debug, trace, warn};
 
 pub use config::{ConfigError, NodeConfig, SourcePolicy};
 pub use governance::{ApprovalReport, GovernanceError, MAX_TRUST_CHAIN};
+pub use reports::{MIN_REPORT_INTERVAL, PROGRESS_REPORT_INTERVAL, REPORT_REFRESH, SiteRollout};
 pub use status::{NodeStatus, PatchStatus, PeerStatus};
+pub use waves::{WaveCount, WaveStatus};
 pub use transfer::{TransferState, TransferStats};
 
 pub use crate::wire::Role;
@@ -248,6 +252,23 @@ pub enum Event {
     },
     /// A governance document took effect: the driver appends it to the audit log.
     Audit(crate::governance::AuditEvent),
+    /// The node's rollout wave for a planned patch version opened: it starts fetching.
+    WaveOpened {
+        /// The patch version.
+        patch: PatchKey,
+        /// The node's wave, from 1.
+        wave: usize,
+    },
+    /// The node's rollout wave for a planned patch version is not open. Emitted when the
+    /// reason changes, not on every evaluation.
+    WaveWaiting {
+        /// The patch version.
+        patch: PatchKey,
+        /// The node's wave, from 1; `None` when its site is in no wave.
+        wave: Option<usize>,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// One node of the mesh, without input or output of its own.
@@ -281,6 +302,8 @@ pub struct Node {
     events: VecDeque<Event>,
     /// Approvals and orders, with a format 2 trust file ([`Node::with_policy`]).
     governance: Option<Box<governance::Governance>>,
+    /// Signed status reports: the latest of each node, and this node's own.
+    reports: reports::Reports,
 }
 
 #[derive(Debug)]
@@ -310,6 +333,7 @@ impl Node {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             governance: None,
+            reports: reports::Reports::default(),
         }
     }
 
@@ -367,7 +391,15 @@ impl Node {
             .filter_map(|id| self.peers.get(id))
             .filter(|peer| peer.cooling_down)
             .filter_map(|peer| peer.cooldown_until);
-        request_deadline.into_iter().chain(pauses).chain(origin_retries).chain(cooldowns).chain(self.endgame_timeout()).min()
+        request_deadline
+            .into_iter()
+            .chain(pauses)
+            .chain(origin_retries)
+            .chain(cooldowns)
+            .chain(self.endgame_timeout())
+            .chain(self.wave_timeout())
+            .chain(self.report_timeout())
+            .min()
     }
 
     fn request_set_key(&self) -> (usize, u64) {
@@ -412,6 +444,7 @@ impl Node {
             self.send(&peer, Message::Bitfield { patch, bits });
         }
         self.share_governance(&peer);
+        self.share_reports(&peer);
         self.after_input(now);
     }
 
@@ -476,6 +509,9 @@ impl Node {
             }
             Message::Trust(versions) => {
                 let _ = self.take_trust(now, Some(from), versions);
+            }
+            Message::Status(signed) => {
+                let _ = self.take_status(now, Some(from), signed);
             }
         }
         self.after_input(now);
@@ -638,7 +674,9 @@ impl Node {
             return;
         }
         if !self.transfers.contains_key(&patch) {
-            self.transfers.insert(patch.clone(), Transfer::new(announcement.clone(), now));
+            let mut transfer = Transfer::new(announcement.clone(), now);
+            transfer.gate = self.new_gate(&announcement);
+            self.transfers.insert(patch.clone(), transfer);
             self.raise_latest(&patch);
             self.events.push_back(Event::ManifestAccepted { patch: patch.clone(), from: None });
             self.refresh_approval(now, &patch);
@@ -659,6 +697,7 @@ impl Node {
             Ok(()) => {
                 transfer.state = transfer::TransferState::Complete;
                 transfer.completed_at = Some(now);
+                transfer.last_error = None;
                 self.events.push_back(Event::PatchComplete {
                     patch: patch.clone(),
                     stats: transfer.stats,
@@ -670,6 +709,7 @@ impl Node {
                 // disk, say) and may pass: keep the transfer and try again later.
                 transfer.state = transfer::TransferState::Assembling;
                 transfer.assemble_retry_at = Some(now.saturating_add(ASSEMBLE_RETRY));
+                transfer.last_error = Some(reason.clone());
                 self.events.push_back(Event::PatchFailed { patch: patch.clone(), reason });
             }
         }
@@ -751,10 +791,12 @@ impl Node {
             }
         }
         self.flush_have();
+        self.refresh_waves(now);
         self.request_bodies(now);
         if self.may_schedule_chunks(now) {
             self.schedule_chunks(now);
         }
+        self.maybe_send_report(now);
         let key = self.request_set_key();
         if self.earliest_request.0 != key {
             self.earliest_request = (key, self.scan_request_deadlines());
@@ -921,7 +963,9 @@ impl Node {
             );
         }
         debug!(%patch, from = ?from.map(PeerId::as_str), "manifest accepted");
-        self.transfers.insert(patch.clone(), Transfer::new(announcement, now));
+        let mut transfer = Transfer::new(announcement, now);
+        transfer.gate = self.new_gate(&transfer.announcement);
+        self.transfers.insert(patch.clone(), transfer);
         self.raise_latest(&patch);
         self.events.push_back(Event::ManifestAccepted { patch: patch.clone(), from: from.cloned() });
         self.refresh_approval(now, &patch);
@@ -991,6 +1035,7 @@ impl Node {
 
     fn on_chunk_stored(&mut self, now: Timestamp, from: &PeerId, chunk: &ChunkId) {
         let from_origin = self.peers.get(from).is_some_and(Peer::is_origin);
+        let same_site = self.peers.get(from).and_then(|peer| peer.hello.as_ref()).is_some_and(|hello| hello.site == self.config.site);
         let Some(transfer) = self.transfers.get_mut(&chunk.patch) else {
             return;
         };
@@ -1006,12 +1051,16 @@ impl Node {
             transfer.stats.bytes_from_origin += len;
         } else {
             transfer.stats.bytes_from_peers += len;
+            if same_site {
+                transfer.stats.bytes_from_same_site += len;
+            }
         }
         if let Some(peer) = self.peers.get_mut(from) {
             peer.bytes_received += len;
             peer.timeouts = 0;
         }
         transfer.unannounced.push(chunk.index);
+        transfer.first_chunk_at.get_or_insert(now);
         trace!(peer = %from, %chunk, "chunk stored");
         if transfer.have.is_full() && transfer.state == transfer::TransferState::Downloading {
             transfer.state = transfer::TransferState::Assembling;

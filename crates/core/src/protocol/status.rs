@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::transfer::{TransferState, TransferStats};
-use super::{ApprovalReport, Node};
+use super::{ApprovalReport, Node, SiteRollout, WaveStatus};
 use crate::governance::RolloutState;
 use crate::time::Timestamp;
 use crate::wire::Role;
@@ -23,6 +23,9 @@ pub struct NodeStatus {
     pub recalled: Vec<String>,
     /// The format 2 trust file version the node enforces; none with format 1.
     pub trust_version: Option<u64>,
+    /// Per site and patch version, the totals of the latest signed status reports this
+    /// node holds (its own included): the mesh-wide view.
+    pub mesh: Vec<SiteRollout>,
 }
 
 /// One connected peer.
@@ -63,12 +66,17 @@ pub struct PatchStatus {
     pub stats: TransferStats,
     /// Seconds from acceptance to completion, once complete.
     pub completion_s: Option<f64>,
+    /// When the first chunk fetched from a peer was stored, in microseconds since the
+    /// Unix epoch.
+    pub first_chunk_at_us: Option<u64>,
     /// When the patch completed, in microseconds since the Unix epoch.
     pub completed_at_us: Option<u64>,
     /// The approvals held and still missing, with a format 2 trust file.
     pub approvals: Option<ApprovalReport>,
     /// `active` or `paused` by an order.
     pub rollout: &'static str,
+    /// The node's rollout wave, for a manifest with a plan on an office node.
+    pub wave: Option<WaveStatus>,
 }
 
 pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
@@ -99,6 +107,7 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
             completion_s: transfer
                 .completed_at
                 .map(|at| at.saturating_duration_since(transfer.accepted_at).as_secs_f64()),
+            first_chunk_at_us: transfer.first_chunk_at.map(Timestamp::as_micros),
             completed_at_us: transfer.completed_at.map(Timestamp::as_micros),
             approvals: node.approval_report(key, now),
             rollout: match node.rollout_state(key) {
@@ -106,9 +115,18 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
                 RolloutState::Paused { .. } => "paused",
                 RolloutState::Recalled { .. } => "recalled",
             },
+            wave: node.wave_status(key),
         })
         .collect();
     let recalled = node.recalled().iter().map(ToString::to_string).collect();
     let trust_version = node.policy().map(|policy| policy.policy().version);
-    NodeStatus { site: node.config.site.clone(), role: node.config.role, peers, patches, recalled, trust_version }
+    NodeStatus {
+        site: node.config.site.clone(),
+        role: node.config.role,
+        peers,
+        patches,
+        recalled,
+        trust_version,
+        mesh: node.mesh_view(now),
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::RequestId;
+use super::waves::WaveGate;
 use crate::bitfield::Bitfield;
 use crate::ids::PeerId;
 use crate::manifest::{Announcement, Manifest};
@@ -32,6 +33,8 @@ pub struct TransferStats {
     pub bytes_from_origin: u64,
     /// Received from other peers.
     pub bytes_from_peers: u64,
+    /// The part of `bytes_from_peers` received from peers at this node's own site.
+    pub bytes_from_same_site: u64,
     /// Served to peers.
     pub bytes_served: u64,
     /// Chunks that failed verification.
@@ -76,7 +79,15 @@ pub(crate) struct Transfer {
     pub(crate) origin_declined: BTreeSet<u32>,
     pub(crate) origin_retry_at: Option<Timestamp>,
     pub(crate) accepted_at: Timestamp,
+    /// When the first chunk fetched from a peer was stored; shows when a wave started.
+    pub(crate) first_chunk_at: Option<Timestamp>,
     pub(crate) completed_at: Option<Timestamp>,
+    /// The wave gate of an office node for a manifest with a rollout plan; `None` when
+    /// nothing gates fetching (no plan, or the origin).
+    pub(crate) gate: Option<WaveGate>,
+    /// The last assembly failure, cleared when an assembly succeeds; status reports
+    /// carry it so other nodes count the failure against this node's wave.
+    pub(crate) last_error: Option<String>,
 }
 
 impl Transfer {
@@ -101,7 +112,10 @@ impl Transfer {
             origin_declined: BTreeSet::new(),
             origin_retry_at: None,
             accepted_at: now,
+            first_chunk_at: None,
             completed_at: None,
+            gate: None,
+            last_error: None,
         }
     }
 

@@ -7,11 +7,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod policy;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchmesh_core::governance::RolloutPlan;
 use patchmesh_core::manifest::{FileName, ManifestBuilder};
 use patchmesh_core::protocol::BodyOutcome;
 use patchmesh_core::wire::{DeclineReason, FetchRequest, FetchResponse, Message};
@@ -40,8 +43,23 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Builds and signs a manifest over `files`, returning it with the concatenated bytes.
 pub fn manifest(id: &str, version: u64, chunk_size: u32, files: &[(&str, Vec<u8>)], signer: &SecretKey) -> (Arc<Manifest>, Vec<u8>) {
+    planned_manifest(id, version, chunk_size, files, None, signer)
+}
+
+/// As [`manifest`], with a rollout plan when `plan` is given.
+pub fn planned_manifest(
+    id: &str,
+    version: u64,
+    chunk_size: u32,
+    files: &[(&str, Vec<u8>)],
+    plan: Option<RolloutPlan>,
+    signer: &SecretKey,
+) -> (Arc<Manifest>, Vec<u8>) {
     let key = PatchKey { id: PatchId::new(id).expect("patch id"), version };
     let mut builder = ManifestBuilder::new(key, chunk_size).expect("builder");
+    if let Some(plan) = plan {
+        builder.plan(plan);
+    }
     let mut all = Vec::new();
     for (name, bytes) in files {
         builder.add_file(FileName::new(*name).expect("name"), bytes.as_slice()).expect("add file");
@@ -64,6 +82,8 @@ pub struct Store {
     pub frozen: bool,
     /// Serve at this many bytes per second instead of [`BANDWIDTH`], to play a slow peer.
     pub serve_rate: Option<u64>,
+    /// Fail every assembly, to play a node whose install fails.
+    pub fail_assembly: bool,
 }
 
 enum Delivery {
@@ -94,18 +114,22 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Nodes `0..configs.len()`, none connected yet.
+    /// Nodes `0..configs.len()`, named `n0`, `n1`, …, none connected yet.
     pub fn new(configs: Vec<NodeConfig>) -> Self {
+        let names = (0..configs.len()).map(|i| PeerId::new(format!("n{i}"))).collect();
+        Mesh::named(configs, names)
+    }
+
+    /// Nodes with the given names (such as the peer ids of their identity keys), none
+    /// connected yet.
+    pub fn named(configs: Vec<NodeConfig>, names: Vec<PeerId>) -> Self {
         let count = configs.len();
-        let nodes = configs
-            .into_iter()
-            .enumerate()
-            .map(|(i, config)| Some(Node::new(PeerId::new(format!("n{i}")), config, trust())))
-            .collect();
+        assert_eq!(names.len(), count, "one name per node");
+        let nodes = configs.into_iter().zip(&names).map(|(config, name)| Some(Node::new(name.clone(), config, trust()))).collect();
         Mesh {
             now: START,
             nodes,
-            names: (0..count).map(|i| PeerId::new(format!("n{i}"))).collect(),
+            names,
             stores: (0..count).map(|_| Store::default()).collect(),
             events: Vec::new(),
             chunk_requests: Vec::new(),
@@ -294,6 +318,9 @@ impl Mesh {
                 let bytes: Vec<u8> = chunks.values().flatten().copied().collect();
                 let mut offset = 0usize;
                 let mut result = Ok(());
+                if self.stores[index].fail_assembly {
+                    result = Err("installer exited with status 1".to_string());
+                }
                 for file in &manifest.body().files {
                     let end = offset + file.size as usize;
                     if patchmesh_core::manifest::ContentHash::of(&bytes[offset..end]) != file.hash {
@@ -349,6 +376,14 @@ impl Mesh {
             self.deliver(delivery);
         }
         self.now = self.now.max(end.min(self.now));
+    }
+
+    /// As [`Mesh::run_for`], but the clock ends at `now + limit` even when nothing was
+    /// delivered near the end, so timers set past the last delivery can fall due.
+    pub fn advance(&mut self, limit: Duration) {
+        let end = self.now.saturating_add(limit);
+        self.run_for(limit);
+        self.now = self.now.max(end);
     }
 
     fn deliver(&mut self, delivery: Delivery) {
