@@ -114,6 +114,18 @@ fn failing_hook_logged_and_not_rerun() {
     let table = patchmesh(&["status", "--socket", mesh.nodes[1].socket().to_str().expect("utf-8")]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("verified KB-fail@1: exit status 1"), "{table:?}");
 
+    // office-1's signed status report counts the version failed, and it reaches the origin.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mesh_view = mesh.nodes[0].status().map(|status| status.node["mesh"].clone()).unwrap_or_default();
+        let failed = mesh_view.as_array().into_iter().flatten().any(|row| row["patch_id"] == "KB-fail" && row["failed"] == 1);
+        if failed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the origin never saw office-1's failed hook: {mesh_view}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     mesh.restart(1);
     mesh.wait_complete("KB-fail", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));

@@ -224,3 +224,16 @@ fn restarted_node_report_replaces_old_one() {
     let after = sequence_held(&mut mesh, 2, 1).expect("report of node 1 held");
     assert!(after > before, "restarted node's report {after} did not replace {before}");
 }
+
+#[test]
+fn failed_hook_in_first_wave_keeps_second_closed() {
+    let mut mesh = mesh_at(&["pilot", "pilot", "branch-1"]);
+    let manifest = publish(&mut mesh, two_waves(START.as_secs() - 60));
+    run_until(&mut mesh, Duration::from_secs(30), |mesh| complete(mesh, &[1, 2], manifest.key())).expect("pilot completes");
+    // The install step on one pilot node fails right after verification.
+    mesh.input(2, |node, now| node.handle_hook_failed(now, manifest.key(), "install exited with 1".into()));
+    mesh.advance(Duration::from_secs(120));
+    assert_eq!(requests_by(&mesh, &[3]), 0, "wave 2 fetched although a wave 1 hook failed");
+    let status = mesh.node(3).wave_status(manifest.key()).expect("gated");
+    assert_eq!((status.progress[0].verified, status.progress[0].failed), (1, 1));
+}

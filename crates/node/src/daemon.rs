@@ -5,7 +5,7 @@
 //! blocking pool and reports back over a bounded channel, so a slow disk never stalls
 //! the network.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,6 +218,7 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         gossip_limit: WarnLimiter::new(Duration::from_secs(10), 50),
         governance: GovernanceFiles::open(&settings.data_dir),
         refusals: WarnLimiter::new(Duration::from_secs(60), 1),
+        hook_failures_reported: HashSet::new(),
         hooks: Hooks::start(settings.hooks.clone(), &settings.data_dir, hooks::Identity { site: settings.site.clone(), peer_id: local_peer.to_base58() }),
         pacers,
     };
@@ -265,6 +266,8 @@ struct Daemon {
     refusals: WarnLimiter,
     /// Runs the `[hooks]` programs on patch events.
     hooks: Hooks,
+    /// Versions whose failed `verified` hook the core has been told of.
+    hook_failures_reported: HashSet<PatchKey>,
     /// The token buckets every connection shares, for a reload to change.
     pacers: Pacers,
 }
@@ -357,7 +360,10 @@ impl Daemon {
                 Some(done) = store_rx.recv() => self.on_store_done(done),
                 Some(pending) = control_rx.recv() => self.on_control(pending),
                 () = sleep => self.node.handle_timeout(Timestamp::now_system()),
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.report_hook_failures();
+                }
             }
             self.pump();
         }
@@ -372,6 +378,20 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Tells the core about `verified` hooks that failed since the last look, so its
+    /// status reports count those versions failed. Hooks run in their own task, so this
+    /// polls their ledger on the redial tick rather than on every event.
+    fn report_hook_failures(&mut self) {
+        for record in self.hooks.failures() {
+            let patch = record.event.patch;
+            if record.event.kind != hooks::HookKind::Verified || !self.hook_failures_reported.insert(patch.clone()) {
+                continue;
+            }
+            let reason = record.outcome.map_or_else(|| "hook failed".to_string(), |outcome| format!("verified hook: {outcome}"));
+            self.node.handle_hook_failed(Timestamp::now_system(), &patch, reason);
+        }
     }
 
     fn redial(&mut self) {

@@ -716,6 +716,18 @@ impl Node {
         self.after_input(now);
     }
 
+    /// The driver's hook for the verified `patch` failed, for example an install step.
+    /// The node keeps serving the version, but its status reports count it failed, so a
+    /// wave that waits on this node's wave stays closed.
+    pub fn handle_hook_failed(&mut self, now: Timestamp, patch: &PatchKey, reason: String) {
+        let Some(transfer) = self.transfers.get_mut(patch) else {
+            return;
+        };
+        warn!(%patch, %reason, "hook failed; status reports count this version failed");
+        transfer.hook_failure = Some(reason);
+        self.after_input(now);
+    }
+
     /// The driver removed `patch` from its store, for example to stay within a disk
     /// budget. The node forgets it and serves none of it; it still remembers the version,
     /// so an older announcement of the series stays ignored.

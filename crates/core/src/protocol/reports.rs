@@ -246,6 +246,7 @@ impl Node {
                     RolloutState::Paused { .. } => ReportState::Paused,
                     RolloutState::Active if !approved => ReportState::WaitingApproval,
                     RolloutState::Active if !self.wave_allows(patch) => ReportState::WaitingForWave,
+                    RolloutState::Active if transfer.hook_failure.is_some() => ReportState::Failed,
                     RolloutState::Active if transfer.state == TransferState::Complete => ReportState::Verified,
                     RolloutState::Active if transfer.last_error.is_some() => ReportState::Failed,
                     RolloutState::Active => ReportState::Fetching,
@@ -261,7 +262,7 @@ impl Node {
                         same_site: stats.bytes_from_same_site,
                         other_sites: stats.bytes_from_peers.saturating_sub(stats.bytes_from_same_site),
                     },
-                    error: transfer.last_error.as_deref().map(truncate_error),
+                    error: transfer.hook_failure.as_deref().or(transfer.last_error.as_deref()).map(truncate_error),
                 }
             })
             .collect();

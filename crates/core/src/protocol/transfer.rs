@@ -88,6 +88,10 @@ pub(crate) struct Transfer {
     /// The last assembly failure, cleared when an assembly succeeds; status reports
     /// carry it so other nodes count the failure against this node's wave.
     pub(crate) last_error: Option<String>,
+    /// Why the driver's hook for the verified version failed (the install step, say).
+    /// Kept for good: the version stays verified and served, but its status reports
+    /// count it failed, which holds later waves.
+    pub(crate) hook_failure: Option<String>,
 }
 
 impl Transfer {
@@ -116,6 +120,7 @@ impl Transfer {
             completed_at: None,
             gate: None,
             last_error: None,
+            hook_failure: None,
         }
     }
 
