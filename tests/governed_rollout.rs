@@ -114,6 +114,7 @@ fn rollout_waits_for_two_approvals() {
 
     let table = ok(patchmesh(&["status", "--socket", path(&governed.mesh.nodes[1].socket())]), "status");
     assert!(table.contains("waiting for approvals: needs"), "{table}");
+    assert!(table.contains("waiting-approval"), "the state column should say what holds the patch back:\n{table}");
 
     governed.approve(&manifest, &governed.reviewer, 1);
     std::thread::sleep(Duration::from_secs(1));

@@ -65,7 +65,7 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
     };
     for patch in patches {
         let version = patch["version"].as_u64().unwrap_or(0);
-        let state = patch["state"].as_str().unwrap_or("-");
+        let state = shown_state(patch);
         let rollout = patch["rollout"].as_str().unwrap_or("-");
         println!("{id}@{version}: {state}, rollout {rollout}, {}/{} chunks", patch["chunks_verified"], patch["chunk_count"]);
         print_wave(&patch["wave"]);
@@ -86,6 +86,21 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
         println!("{key}: recalled; the node holds and serves none of it");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Returns the state to show for a patch version: what holds it back, if anything, else
+/// its transfer state. The transfer alone would read `fetching-body` for a version that
+/// requests nothing while it waits for approvals or its wave.
+fn shown_state(patch: &serde_json::Value) -> &str {
+    if patch["rollout"] == "paused" {
+        "paused"
+    } else if patch["approvals"]["met"] == false {
+        "waiting-approval"
+    } else if !patch["wave"].is_null() && patch["wave"]["state"] != "open" {
+        "waiting-for-wave"
+    } else {
+        patch["state"].as_str().unwrap_or("-")
+    }
 }
 
 /// Prints the node's wave for one patch version and each wave's counts, if a plan gates it.
@@ -188,7 +203,7 @@ fn print_report(report: &StatusReport) {
             "  {:<32} {:>12} {:<14} {:>15} {:>14} {:>14} {:>14}",
             text(&patch["patch_id"]),
             number(&patch["version"]),
-            text(&patch["state"]),
+            shown_state(&patch),
             chunks,
             number(&patch["stats"]["bytes_from_origin"]),
             number(&patch["stats"]["bytes_from_peers"]),

@@ -315,3 +315,17 @@ fn valid_approvals_kept_beside_a_rejected_one() {
     mesh.run_for(Duration::from_secs(30));
     assert!(mesh.all_complete(manifest.key()), "the valid approvals beside a rejected one were not used");
 }
+
+#[test]
+fn met_rule_lists_nothing_missing_after_rotation() {
+    let (mut mesh, manifest) = governed_mesh(1);
+    approve(&mut mesh, 1, &manifest, REVIEWER_A).expect("reviewer approval");
+    approve(&mut mesh, 1, &manifest, EXECUTIVE).expect("executive approval");
+    mesh.run_for(Duration::from_secs(30));
+    mesh.input(1, |node, now| node.handle_trust(now, None, vec![rotated_executive()])).expect("version 2");
+
+    // The executive who approved is revoked now, but the rollout already started.
+    let report = mesh.node(1).approval_report(manifest.key(), START).expect("report");
+    assert!(report.met, "{report:?}");
+    assert!(report.missing.is_empty(), "a met rule listed missing keys: {report:?}");
+}

@@ -239,6 +239,11 @@ impl Node {
         let mut report = ApprovalReport { met: governance.approved.contains(patch), present: Vec::new(), missing: Vec::new(), rejected: None };
         let counted: BTreeSet<PublicKey> = transfer.announcement.valid_signers().into_iter().chain(approvals.iter().map(|a| a.key)).collect();
         report.present = counted.iter().filter_map(|key| policy.role_of(key).map(|role| label(role, key))).collect();
+        if report.met {
+            // The rule was met when the rollout started and stays met; checking it again
+            // under a later trust file version would list keys that are no longer needed.
+            return Some(report);
+        }
         match evaluate_approvals(&governance.policy, &transfer.announcement, &approvals, now) {
             ApprovalStatus::Met { .. } => {}
             ApprovalStatus::Missing { shortfall, .. } => report.missing = shortfall.iter().map(ToString::to_string).collect(),
