@@ -38,6 +38,11 @@ use crate::store::{ChunkStore, WriteChunkError};
 
 /// How often bootstrap peers that are not connected are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// A connection that closes within this time after it opened counts as short-lived.
+const SHORT_CONNECTION: Duration = Duration::from_secs(1);
+/// Short-lived connections in a row to one peer before the node warns that the peer may
+/// be refusing it.
+const SHORT_CONNECTIONS_BEFORE_WARNING: u32 = 3;
 /// Store tasks waiting to report back; the loop stops reading the network when full.
 const STORE_QUEUE: usize = 256;
 
@@ -219,6 +224,8 @@ pub async fn run(settings: NodeSettings, shutdown: impl std::future::Future<Outp
         governance: GovernanceFiles::open(&settings.data_dir),
         refusals: WarnLimiter::new(Duration::from_secs(60), 1),
         hook_failures_reported: HashSet::new(),
+        connection_opened: HashMap::new(),
+        short_connections: HashMap::new(),
         hooks: Hooks::start(settings.hooks.clone(), &settings.data_dir, hooks::Identity { site: settings.site.clone(), peer_id: local_peer.to_base58() }),
         pacers,
     };
@@ -268,6 +275,10 @@ struct Daemon {
     hooks: Hooks,
     /// Versions whose failed `verified` hook the core has been told of.
     hook_failures_reported: HashSet<PatchKey>,
+    /// When each open connection was established.
+    connection_opened: HashMap<libp2p::swarm::ConnectionId, std::time::Instant>,
+    /// Short-lived connections in a row, per peer.
+    short_connections: HashMap<libp2p::PeerId, u32>,
     /// The token buckets every connection shares, for a reload to change.
     pacers: Pacers,
 }
@@ -419,7 +430,8 @@ impl Daemon {
                 self.listen.push(address);
                 self.write_ready_file();
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
+                self.connection_opened.insert(connection_id, std::time::Instant::now());
                 if self.node.is_banned(&Self::core_peer(&peer_id)) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -429,7 +441,8 @@ impl Daemon {
                     self.node.handle_peer_connected(now, Self::core_peer(&peer_id));
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, cause, .. } => {
+                self.note_connection_lifetime(peer_id, connection_id);
                 if num_established == 0 {
                     info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                     self.sync_queues.remove(&peer_id);
@@ -447,6 +460,32 @@ impl Daemon {
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(now, event),
             _ => {}
+        }
+    }
+
+    /// Warns when connections to one peer keep closing right after they open. The side
+    /// that refuses a non-member logs why; the refused side only sees closed
+    /// connections, and this gives its operator the likely cause.
+    fn note_connection_lifetime(&mut self, peer: libp2p::PeerId, connection: libp2p::swarm::ConnectionId) {
+        let Some(opened) = self.connection_opened.remove(&connection) else {
+            return;
+        };
+        if opened.elapsed() > SHORT_CONNECTION {
+            self.short_connections.remove(&peer);
+            return;
+        }
+        let count = self.short_connections.entry(peer).or_insert(0);
+        *count += 1;
+        if *count >= SHORT_CONNECTIONS_BEFORE_WARNING
+            && let Some(suppressed) = self.refusals.check(&format!("closed by {peer}"), std::time::Instant::now())
+        {
+            warn!(
+                %peer,
+                closed = *count,
+                suppressed,
+                local_peer = %self.swarm.local_peer_id(),
+                "connections to this peer close right after they open; it may be refusing this node: check that this node's peer id is on the mesh's membership list"
+            );
         }
     }
 
