@@ -63,6 +63,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node(_) | Command::Demo(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Trust(args) => trust::run(args),
@@ -85,6 +88,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed stdout end the process quietly, as it does for other Unix tools:
+/// `patchmesh trust show FILE | head -1` would otherwise panic in `println!` once
+/// `head` exits. The Rust runtime ignores SIGPIPE; the daemons (`node`, `demo`) keep
+/// it ignored so a peer or hook that closes a pipe or socket cannot kill them.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: signal(2) with a constant handler touches no memory of ours, and no
+    // other thread exists yet to race with the change.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
