@@ -21,7 +21,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use patchmesh_core::governance::ControlAction;
 
-/// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office nodes.
+/// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office
+/// nodes, rollout governance (trust files, approvals, recalls, membership lists) and an
+/// audit log.
 #[derive(Parser)]
 #[command(name = "patchmesh", version, about)]
 struct Cli {
