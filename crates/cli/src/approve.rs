@@ -53,9 +53,9 @@ pub(crate) fn run(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     println!("approved {} (digest {}) with {}", manifest.key(), approval.digest, key.public().short_id());
     file.add(approval);
     std::fs::write(&approvals_path, file.to_json()).with_context(|| format!("cannot write {}", approvals_path.display()))?;
-    println!("{} approvals in {} (by {})", file.approvals.len(), approvals_path.display(), file.approvers());
+    println!("{} in {} (by {})", crate::text::count(file.approvals.len(), "approval"), approvals_path.display(), file.approvers());
     let request = ControlRequest::SubmitApprovals { approvals: file.approvals.clone() };
-    args.submit.send(&request, &format!("{} approvals", file.approvals.len()))?;
+    args.submit.send(&request, &crate::text::count(file.approvals.len(), "approval"))?;
     Ok(ExitCode::SUCCESS)
 }
 

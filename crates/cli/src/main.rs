@@ -13,6 +13,7 @@ mod recall;
 mod sim;
 mod status;
 mod submit;
+mod text;
 mod trust;
 mod verify;
 

@@ -427,11 +427,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!(
-        "trust file {} version {version}: valid until {} (Unix seconds), {} keys in {} roles",
+        "trust file {} version {version}: valid until {}, {} in {}",
         args.file.display(),
-        trusted.policy().expires,
-        trusted.policy().roles.values().map(|keys| keys.keys.len()).sum::<usize>(),
-        trusted.policy().roles.len()
+        crate::text::unix_time(trusted.policy().expires),
+        crate::text::count(trusted.policy().roles.values().map(|keys| keys.keys.len()).sum::<usize>(), "key"),
+        crate::text::count(trusted.policy().roles.len(), "role")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -439,7 +439,13 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let signed = read_policy(&args.file)?;
     let policy = &signed.policy;
-    println!("trust file {} version {}, created {}, expires {} (Unix seconds)", args.file.display(), policy.version, policy.created, policy.expires);
+    println!(
+        "trust file {} version {}, created {}, expires {}",
+        args.file.display(),
+        policy.version,
+        crate::text::unix_time(policy.created),
+        crate::text::unix_time(policy.expires)
+    );
     for (role, keys) in &policy.roles {
         println!("{role}: {} of {}", keys.threshold, keys.keys.len());
         for (key, name) in &keys.keys {

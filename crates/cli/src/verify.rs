@@ -125,7 +125,9 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if failures > 0 {
         bail!("{failures} check(s) failed");
     }
-    println!("all {} files and {} chunks verified", manifest.body().files.len(), manifest.chunk_count());
+    let files = crate::text::count(manifest.body().files.len(), "file");
+    let chunks = crate::text::count(manifest.chunk_count() as usize, "chunk");
+    println!("all {files} and {chunks} verified");
     Ok(approval_code)
 }
 

@@ -137,3 +137,19 @@ fn closed_stdout_is_quiet() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{:?}", output.status);
 }
+
+#[test]
+fn trust_show_iso_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    governed(dir.path());
+    let output = ok(dir.path(), &["trust", "show", "trust.toml"]);
+    assert!(output.contains("Z (Unix "), "{output}");
+}
+
+#[test]
+fn members_show_singular() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ok(dir.path(), &["members", "add", "members.toml", "--peer", "12D3KooWPilot", "--site", "pilot"]);
+    let output = ok(dir.path(), &["members", "show", "members.toml"]);
+    assert!(output.contains(", 1 member\n"), "{output}");
+}

@@ -46,7 +46,7 @@ fn format_two_signature() {
     setup(dir.path());
     let output = ok(dir.path(), &["verify", "KB1-1.manifest.json", "--trust", "trust.toml", "--root", "files"]);
     assert!(output.contains("signed by it"), "{output}");
-    assert!(output.contains("files and 1 chunk"), "{output}");
+    assert!(output.contains("all 1 file and 1 chunk verified"), "{output}");
     assert!(output.contains("no approvals file"), "{output}");
 }
 
