@@ -1,12 +1,12 @@
 //! Small helpers for the text the commands print.
 
-/// `1 file`, `2 files`: a count with its noun in the right number. Every noun the
+/// Writes a count with its noun in the right number, `1 file` or `2 files`. Every noun the
 /// commands count takes a plain `s`.
 pub(crate) fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
-/// A Unix time as ISO 8601 UTC followed by the raw seconds, which the files hold:
+/// Formats a Unix time as ISO 8601 UTC followed by the raw seconds, which the files hold:
 /// `2027-01-01T00:00:00Z (Unix 1798761600)`. Seconds beyond what a calendar date
 /// can express print alone.
 pub(crate) fn unix_time(secs: u64) -> String {
