@@ -113,11 +113,11 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("ok   {} ({size} bytes)", entry.name);
         }
     }
-    if !pending.is_empty() {
-        if let Err(error) = manifest.verify_chunk(chunk_index, &pending) {
-            println!("FAIL last chunk: {error}");
-            failures += 1;
-        }
+    if !pending.is_empty()
+        && let Err(error) = manifest.verify_chunk(chunk_index, &pending)
+    {
+        println!("FAIL last chunk: {error}");
+        failures += 1;
     }
     if concatenated_offset != manifest.header().total_bytes {
         failures += 1;

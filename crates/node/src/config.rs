@@ -296,11 +296,14 @@ impl NodeSettings {
     }
 }
 
+/// A rejected setting: its key path, the value as written, and the fix.
+type Rejected = (String, String, String);
+
 /// Resolves the `[caps]` table into upload and download schedules, or names the key
 /// path (such as `caps.site_upload.window[0].from`), the value and the fix.
-fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>), (String, String, String)> {
+fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>), Rejected> {
     let zone = spec.time_zone.as_deref().unwrap_or("UTC");
-    let link = |key: &str, text: &Option<String>| -> Result<Option<f64>, (String, String, String)> {
+    let link = |key: &str, text: &Option<String>| -> Result<Option<f64>, Rejected> {
         text.as_deref().map(|text| parse_rate_bytes(text).map_err(|fix| (key.to_string(), text.to_string(), fix))).transpose()
     };
     let link_up = link("caps.link_up", &spec.link_up)?;
@@ -333,7 +336,7 @@ fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>),
 
 /// Places a cap error under its key path in node.toml. The time zone is shared by every
 /// cap, so it is `caps.time_zone` whichever cap found it.
-fn cap_error(key: &str, link_key: &str, error: &CapError) -> (String, String, String) {
+fn cap_error(key: &str, link_key: &str, error: &CapError) -> Rejected {
     let path = match error {
         CapError::TimeZone { .. } => "caps.time_zone".to_string(),
         _ => format!("{key}.{}", error.field()),
