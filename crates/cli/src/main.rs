@@ -26,7 +26,7 @@ use patchmesh_core::governance::ControlAction;
 /// nodes, rollout governance (trust files, approvals, recalls, membership lists) and an
 /// audit log.
 #[derive(Parser)]
-#[command(name = "patchmesh", version, about)]
+#[command(name = "patchmesh", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -153,3 +153,17 @@ fn members_show_singular() {
     let output = ok(dir.path(), &["members", "show", "members.toml"]);
     assert!(output.contains(", 1 member\n"), "{output}");
 }
+
+#[test]
+fn help_names_governance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = ok(dir.path(), &["--help"]);
+    assert!(output.contains("rollout governance"), "{output}");
+}
+
+#[test]
+fn node_help_names_configuration_doc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = ok(dir.path(), &["node", "--help"]);
+    assert!(output.contains("docs/configuration.md"), "{output}");
+}
