@@ -3,23 +3,11 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const EXE: &str = env!("CARGO_BIN_EXE_patchmesh");
+mod common;
 
-fn patchmesh(dir: &Path, args: &[&str]) -> Output {
-    Command::new(EXE).current_dir(dir).args(args).env_remove("PATCHMESH_PASSPHRASE").output().expect("run patchmesh")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = patchmesh(dir, args);
-    assert!(output.status.success(), "patchmesh {args:?} failed: {}", text(&output));
-    text(&output)
-}
+use common::{EXE, ok, patchmesh, text};
 
 fn fails(dir: &Path, args: &[&str]) -> String {
     let output = patchmesh(dir, args);

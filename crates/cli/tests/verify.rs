@@ -2,23 +2,10 @@
 //! signature, and an approvals file next to the manifest is held to the approval rule.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-const EXE: &str = env!("CARGO_BIN_EXE_patchmesh");
+mod common;
 
-fn patchmesh(dir: &Path, args: &[&str]) -> Output {
-    Command::new(EXE).current_dir(dir).args(args).env_remove("PATCHMESH_PASSPHRASE").output().expect("run patchmesh")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = patchmesh(dir, args);
-    assert!(output.status.success(), "patchmesh {args:?} failed: {}", text(&output));
-    text(&output)
-}
+use common::{ok, patchmesh, text};
 
 /// Writes a signed format 2 trust file needing publisher and reviewer, and publishes a patch.
 fn setup(dir: &Path) {
