@@ -305,7 +305,7 @@ fn trust_update_spreads_and_survives_a_restart() {
         (0..mesh.nodes.len()).all(|index| trust_version(mesh, index) == Some(2))
     });
 
-    // Offered again, a version the node holds is refused with the version it enforces.
+    // A version the node already enforces, offered again, is rejected with that version.
     let again = patchmesh(&["trust", "submit", &next, "--socket", path(&socket)]);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("already enforces version 2"), "{stderr}");

@@ -644,8 +644,8 @@ impl Daemon {
                 let version = trust.policy.version;
                 let result = self.node.handle_trust(Timestamp::now_system(), None, vec![trust]);
                 self.pump();
-                // Name the version the node holds: the offered one says nothing about
-                // how far ahead the node already is.
+                // Report the version the node enforces, because the offered version
+                // does not show how far ahead the node already is.
                 let current = self.node.policy().map_or(0, |policy| policy.policy().version);
                 let result = match result {
                     Ok(Some(_)) => Ok(1),
