@@ -306,6 +306,14 @@ fn trust_update_spreads_and_survives_a_restart() {
         (0..mesh.nodes.len()).all(|index| trust_version(mesh, index) == Some(2))
     });
 
+    // A version the node already enforces, offered again, is rejected with that version.
+    let again = patchmesh(&["trust", "submit", &next, "--socket", path(&socket)]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already enforces version 2"), "{stderr}");
+    let older = patchmesh(&["trust", "submit", &trust, "--socket", path(&socket)]);
+    let stderr = String::from_utf8_lossy(&older.stderr);
+    assert!(stderr.contains("version 1 not taken: the node already enforces version 2"), "{stderr}");
+
     // The revoked executive no longer approves; the new one does.
     let manifest = governed.publish("KB-rotated");
     governed.approve(&manifest, &governed.reviewer, 2);

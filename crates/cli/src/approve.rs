@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use patchmesh_core::governance::{Approval, ApprovalFile, ApprovalStatus, evaluate_approvals};
+use patchmesh_core::governance::{Approval, ApprovalFile, ApprovalStatus, TrustedPolicy, evaluate_approvals};
 use patchmesh_core::{Manifest, Timestamp};
 use patchmesh_node::control::ControlRequest;
 
 use crate::keygen::read_signing_key;
 
 /// Exit code of `approve --check` when approvals are still missing.
-const EXIT_MISSING: u8 = 2;
+pub(crate) const EXIT_MISSING: u8 = 2;
 
 #[derive(clap::Args)]
 pub(crate) struct ApproveArgs {
@@ -53,16 +53,22 @@ pub(crate) fn run(args: ApproveArgs) -> anyhow::Result<ExitCode> {
     println!("approved {} (digest {}) with {}", manifest.key(), approval.digest, key.public().short_id());
     file.add(approval);
     std::fs::write(&approvals_path, file.to_json()).with_context(|| format!("cannot write {}", approvals_path.display()))?;
-    println!("{} approvals in {} (by {})", file.approvals.len(), approvals_path.display(), file.approvers());
+    println!("{} in {} (by {})", crate::text::count(file.approvals.len(), "approval"), approvals_path.display(), file.approvers());
     let request = ControlRequest::SubmitApprovals { approvals: file.approvals.clone() };
-    args.submit.send(&request, &format!("{} approvals", file.approvals.len()))?;
+    args.submit.send(&request, &crate::text::count(file.approvals.len(), "approval"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(manifest: &Manifest, file: &ApprovalFile, trust: &Path) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now_system();
     let policy = crate::trust::read_trusted(trust, now)?;
-    match evaluate_approvals(&policy, manifest.announcement(), &file.approvals, now) {
+    report(manifest, file, &policy, now)
+}
+
+/// Prints whether `file` meets the approval rule of `policy` for `manifest`: exit code 0
+/// when it does, 2 when approvals are missing, an error when the manifest is rejected.
+pub(crate) fn report(manifest: &Manifest, file: &ApprovalFile, policy: &TrustedPolicy, now: Timestamp) -> anyhow::Result<ExitCode> {
+    match evaluate_approvals(policy, manifest.announcement(), &file.approvals, now) {
         ApprovalStatus::Met { approvers } => {
             let names: Vec<String> = approvers
                 .iter()
@@ -85,14 +91,14 @@ fn check(manifest: &Manifest, file: &ApprovalFile, trust: &Path) -> anyhow::Resu
 }
 
 /// `X.manifest.json` → `X.approvals.json`, `X.json` → `X.approvals.json`, else `X.approvals.json`.
-fn default_approvals_path(manifest: &Path) -> PathBuf {
+pub(crate) fn default_approvals_path(manifest: &Path) -> PathBuf {
     let name = manifest.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.strip_suffix(".manifest.json").or_else(|| name.strip_suffix(".json")).unwrap_or(&name);
     manifest.with_file_name(format!("{stem}.approvals.json"))
 }
 
 /// Reads an approvals file; a missing file is an empty one.
-fn read_approvals(path: &Path) -> anyhow::Result<ApprovalFile> {
+pub(crate) fn read_approvals(path: &Path) -> anyhow::Result<ApprovalFile> {
     match std::fs::read_to_string(path) {
         Ok(text) => ApprovalFile::from_json(&text).with_context(|| format!("approvals file {}", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(ApprovalFile::new()),

@@ -108,7 +108,7 @@ fn write_encrypted_pair(sealed: &EncryptedSecretKey, path: &Path, comment: &str)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create {}; remove or rename an existing key there only if it is no longer needed", path.display()))?;
+        .map_err(|source| patchmesh_node::keyfile::create_error(path, source))?;
     file.write_all(sealed.to_file_text().as_bytes())?;
     file.sync_all()?;
     let mut public_path = path.as_os_str().to_owned();

@@ -13,6 +13,7 @@ mod recall;
 mod sim;
 mod status;
 mod submit;
+mod text;
 mod trust;
 mod verify;
 
@@ -21,9 +22,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use patchmesh_core::governance::ControlAction;
 
-/// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office nodes.
+/// Peer-to-peer patch distribution: signed manifests, BLAKE3-verified chunks, office
+/// nodes, rollout governance (trust files, approvals, recalls, membership lists) and an
+/// audit log.
 #[derive(Parser)]
-#[command(name = "patchmesh", version, about)]
+#[command(name = "patchmesh", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,6 +66,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node(_) | Command::Demo(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Keygen(args) => keygen::run(args),
         Command::Trust(args) => trust::run(args),
@@ -85,6 +91,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed stdout end the process quietly, as it does for other Unix tools:
+/// `patchmesh trust show FILE | head -1` would otherwise panic in `println!` once
+/// `head` exits. The Rust runtime ignores SIGPIPE; the daemons (`node`, `demo`) keep
+/// it ignored so a peer or hook that closes a pipe or socket cannot kill them.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: signal(2) with a constant handler touches no memory of ours, and no
+    // other thread exists yet to race with the change.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -89,7 +89,12 @@ pub(crate) fn run(args: MembersArgs) -> anyhow::Result<ExitCode> {
         }
         MembersCommand::Show { file, trust } => {
             let list = read(&file)?;
-            println!("membership version {}, issued {} (Unix seconds), {} members", list.membership.version, list.membership.issued, list.membership.members.len());
+            println!(
+                "membership version {}, issued {}, {}",
+                list.membership.version,
+                crate::text::unix_time(list.membership.issued),
+                crate::text::count(list.membership.members.len(), "member")
+            );
             for (peer, site) in &list.membership.members {
                 println!("  {site:<16} {peer}");
             }

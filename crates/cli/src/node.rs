@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 pub(crate) struct NodeArgs {
     #[command(subcommand)]
     command: Option<NodeCommand>,
-    /// The node's config file (see the README for its keys).
+    /// The node's config file (`docs/configuration.md` lists its keys).
     #[arg(long, required = true)]
     config: Option<PathBuf>,
 }

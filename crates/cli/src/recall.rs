@@ -66,7 +66,8 @@ pub(crate) fn run(action: ControlAction, args: ControlArgs) -> anyhow::Result<Ex
     order.sign(&key);
     let json = serde_json::to_string_pretty(&order).context("cannot encode the order")?;
     std::fs::write(&args.out, json).with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("{action} of {} signed by {} ({} signatures) in {}", order.patch, key.public().short_id(), order.signatures.len(), args.out.display());
+    let signatures = crate::text::count(order.signatures.len(), "signature");
+    println!("{action} of {} signed by {} ({signatures}) in {}", order.patch, key.public().short_id(), args.out.display());
     if let Some(trust) = &args.trust {
         let policy = crate::trust::read_trusted(trust, now)?;
         match verify_control(&policy, &order, now) {

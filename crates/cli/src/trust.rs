@@ -65,6 +65,21 @@ fn parse_holder(text: &str) -> Result<Holder, String> {
     Ok(Holder { name: name.to_string(), key: parse_key(key)? })
 }
 
+/// Turns a format 1 publisher name into a valid format 2 holder name: each character other than
+/// an ASCII letter, digit, '.', '_' or '-' becomes '-', and the result is cut to 64
+/// bytes. Format 1 allowed any name, so an import must not fail on one.
+fn holder_name(name: &str) -> String {
+    let mut converted: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .take(64)
+        .collect();
+    if converted.is_empty() {
+        converted.push_str("publisher");
+    }
+    converted
+}
+
 /// A public key as `ed25519:<base64>` or the path of a `.pub` file.
 fn parse_key(text: &str) -> Result<PublicKey, String> {
     if text.starts_with("ed25519:") {
@@ -247,7 +262,16 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.import_v1 {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let old = TrustPolicy::from_toml(&text).with_context(|| format!("format 1 trust file {}", path.display()))?;
-        publishers.extend(old.publishers().map(|(key, name)| Holder { name: name.to_string(), key: *key }));
+        for (key, old_name) in old.publishers() {
+            let name = holder_name(old_name);
+            if name != old_name {
+                println!(
+                    "publisher {old_name:?} in {} becomes {name:?}: holder names use letters, digits, '.', '_' or '-'",
+                    path.display()
+                );
+            }
+            publishers.push(Holder { name, key: *key });
+        }
     }
     let mut roles = BTreeMap::new();
     for (role, holders) in [
@@ -349,6 +373,13 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for (role, holder) in &args.additions {
+        if next.revoked.contains(&holder.key) {
+            bail!(
+                "--add {role}:{}: key {} was revoked and can never return; give the holder a new key from `patchmesh keygen`",
+                holder.name,
+                holder.key.short_id()
+            );
+        }
         let keys = next.roles.entry(*role).or_insert_with(|| RoleKeys { threshold: 1, keys: BTreeMap::new() });
         if keys.keys.insert(holder.key, holder.name.clone()).is_some() {
             bail!("--add {role}:{}: the key is already a {role} key", holder.name);
@@ -360,7 +391,12 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
     // A role emptied by revocations would fail validation with a message about
     // thresholds; say what happened instead.
     if let Some((role, _)) = next.roles.iter().find(|(_, keys)| keys.keys.is_empty()) {
-        bail!("role {role} would have no keys left; add a replacement with --add {role}:NAME=PATH.pub");
+        let revoked = args.revocations.first().map_or("NAME", String::as_str);
+        bail!(
+            "role {role} would have no keys left; revoke and replace in one version with `patchmesh trust rotate {} --out {} --revoke {revoked} --add {role}:NAME=NEW.pub`",
+            args.file.display(),
+            args.out.display()
+        );
     }
     // Thresholds are never lowered implicitly: a revocation that leaves a role with fewer
     // keys than its threshold fails here until a replacement is added or --threshold set.
@@ -391,11 +427,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!(
-        "trust file {} version {version}: valid until {} (Unix seconds), {} keys in {} roles",
+        "trust file {} version {version}: valid until {}, {} in {}",
         args.file.display(),
-        trusted.policy().expires,
-        trusted.policy().roles.values().map(|keys| keys.keys.len()).sum::<usize>(),
-        trusted.policy().roles.len()
+        crate::text::unix_time(trusted.policy().expires),
+        crate::text::count(trusted.policy().roles.values().map(|keys| keys.keys.len()).sum::<usize>(), "key"),
+        crate::text::count(trusted.policy().roles.len(), "role")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -403,7 +439,13 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let signed = read_policy(&args.file)?;
     let policy = &signed.policy;
-    println!("trust file {} version {}, created {}, expires {} (Unix seconds)", args.file.display(), policy.version, policy.created, policy.expires);
+    println!(
+        "trust file {} version {}, created {}, expires {}",
+        args.file.display(),
+        policy.version,
+        crate::text::unix_time(policy.created),
+        crate::text::unix_time(policy.expires)
+    );
     for (role, keys) in &policy.roles {
         println!("{role}: {} of {}", keys.threshold, keys.keys.len());
         for (key, name) in &keys.keys {

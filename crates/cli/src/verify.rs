@@ -6,35 +6,69 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use patchmesh_core::governance::TrustedPolicy;
 use patchmesh_core::manifest::ContentHash;
-use patchmesh_core::{Manifest, TrustPolicy};
+use patchmesh_core::trust::TrustFileError;
+use patchmesh_core::{Manifest, Timestamp, TrustPolicy};
 
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
     /// The manifest file (JSON).
     manifest: PathBuf,
-    /// The trust file listing publisher keys.
+    /// The trust file: format 1 (publisher keys) or format 2 (roles and approval rules).
     #[arg(long)]
     trust: PathBuf,
     /// The directory holding the patch's files under their manifest names; every file
     /// and every chunk is checked.
     #[arg(long)]
     root: Option<PathBuf>,
+    /// The approvals file to check against a format 2 trust file's approval rule
+    /// (default: the manifest's name with `.approvals.json` in place of
+    /// `.manifest.json`, checked when it exists). Exit status 2 when approvals are missing.
+    #[arg(long)]
+    approvals: Option<PathBuf>,
+}
+
+/// A trust file of either format, as `verify` uses it.
+enum Trust {
+    Publishers(TrustPolicy),
+    Governed(TrustedPolicy),
+}
+
+fn read_trust(args: &VerifyArgs, now: Timestamp) -> anyhow::Result<Trust> {
+    let path = &args.trust;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match TrustPolicy::from_toml(&text) {
+        Ok(trust) => Ok(Trust::Publishers(trust)),
+        Err(TrustFileError::GovernanceFormat) => Ok(Trust::Governed(crate::trust::read_trusted(path, now)?)),
+        Err(error) => Err(error).with_context(|| format!("trust file {}", path.display())),
+    }
 }
 
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let now = Timestamp::now_system();
     let text = std::fs::read_to_string(&args.manifest).with_context(|| format!("cannot read {}", args.manifest.display()))?;
     let manifest = Manifest::from_json(&text).with_context(|| format!("manifest {}", args.manifest.display()))?;
-    let trust_text = std::fs::read_to_string(&args.trust).with_context(|| format!("cannot read {}", args.trust.display()))?;
-    let trust = TrustPolicy::from_toml(&trust_text).with_context(|| format!("trust file {}", args.trust.display()))?;
-    let signers = trust.verify(manifest.announcement())?;
+    let trust = read_trust(&args, now)?;
+    let publishers = match &trust {
+        Trust::Publishers(trust) => trust.clone(),
+        Trust::Governed(policy) => policy.publisher_trust(),
+    };
+    let signers = publishers.verify(manifest.announcement())?;
     let names: Vec<String> = signers
         .iter()
-        .map(|key| format!("{} ({})", trust.publisher_name(key).unwrap_or("?"), key.short_id()))
+        .map(|key| format!("{} ({})", publishers.publisher_name(key).unwrap_or("?"), key.short_id()))
         .collect();
     println!("manifest {}: signature valid, signed by {}", manifest.key(), names.join(", "));
+    let approval_code = match &trust {
+        Trust::Governed(policy) => check_approvals(&args, &manifest, policy, now)?,
+        Trust::Publishers(_) if args.approvals.is_some() => {
+            bail!("--approvals needs a format 2 trust file; {} is format 1, which has no approval rule", args.trust.display())
+        }
+        Trust::Publishers(_) => ExitCode::SUCCESS,
+    };
     let Some(root) = args.root else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(approval_code);
     };
     let mut failures = 0;
     let mut concatenated_offset: u64 = 0;
@@ -79,11 +113,11 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("ok   {} ({size} bytes)", entry.name);
         }
     }
-    if !pending.is_empty() {
-        if let Err(error) = manifest.verify_chunk(chunk_index, &pending) {
-            println!("FAIL last chunk: {error}");
-            failures += 1;
-        }
+    if !pending.is_empty()
+        && let Err(error) = manifest.verify_chunk(chunk_index, &pending)
+    {
+        println!("FAIL last chunk: {error}");
+        failures += 1;
     }
     if concatenated_offset != manifest.header().total_bytes {
         failures += 1;
@@ -91,6 +125,33 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if failures > 0 {
         bail!("{failures} check(s) failed");
     }
-    println!("all {} files and {} chunks verified", manifest.body().files.len(), manifest.chunk_count());
-    Ok(ExitCode::SUCCESS)
+    let files = crate::text::count(manifest.body().files.len(), "file");
+    let chunks = crate::text::count(manifest.chunk_count() as usize, "chunk");
+    println!("all {files} and {chunks} verified");
+    Ok(approval_code)
+}
+
+/// Reports the approval rule when an approvals file is given or lies next to the
+/// manifest. Without one there is nothing to count, so `verify` only says so.
+fn check_approvals(args: &VerifyArgs, manifest: &Manifest, policy: &TrustedPolicy, now: Timestamp) -> anyhow::Result<ExitCode> {
+    let path = match &args.approvals {
+        Some(path) => path.clone(),
+        None => {
+            let path = crate::approve::default_approvals_path(&args.manifest);
+            if !path.exists() {
+                println!(
+                    "manifest {}: approval rule not checked: no approvals file at {} (give --approvals PATH)",
+                    manifest.key(),
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            path
+        }
+    };
+    if !path.exists() {
+        bail!("approvals file {} does not exist: check the path, or create it with `patchmesh approve`", path.display());
+    }
+    let file = crate::approve::read_approvals(&path)?;
+    crate::approve::report(manifest, &file, policy, now)
 }

@@ -10,6 +10,8 @@
 //! with the clock. The first window that contains an instant sets the rate; outside
 //! every window the base rate applies, and no base rate means no cap.
 
+use std::fmt;
+
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -43,43 +45,122 @@ pub struct WindowSpec {
     pub rate: String,
 }
 
-/// A cap setting that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The rate units [`parse_rate`] accepts, for messages. Bit units are decimal.
+pub const RATE_UNITS: &str =
+    "bit/s, kbit/s, Mbit/s, Gbit/s, Tbit/s (or bps, kbps, Mbps, Gbps, Tbps), B/s, kB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s";
+
+/// A cap setting that cannot be used. Each variant names the field of the [`CapSpec`]
+/// that failed, such as `rate` or `window[0].from`, so a caller can prefix the table
+/// the spec came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapError {
-    /// The rate does not parse or needs a link speed that is not configured.
-    #[error("invalid cap rate {text:?}: {reason}")]
+    /// The rate does not parse.
     Rate {
+        /// The field, `rate` or `window[N].rate`.
+        field: String,
         /// The rejected text.
         text: String,
         /// The problem and the fix.
         reason: String,
     },
+    /// A percentage, but no link speed to take it of.
+    NeedsLink {
+        /// The field, `rate` or `window[N].rate`.
+        field: String,
+        /// The rejected text.
+        text: String,
+    },
     /// A clock time is not `HH:MM` within a day.
-    #[error("invalid window time {text:?}: use HH:MM from 00:00 to 23:59, such as \"08:00\"")]
     Time {
+        /// The field, `window[N].from` or `window[N].to`.
+        field: String,
         /// The rejected text.
         text: String,
     },
     /// A day list names an unknown day.
-    #[error("invalid window days {text:?}: use mon, tue, wed, thu, fri, sat, sun, ranges such as \"mon-fri\", and commas")]
     Days {
+        /// The field, `window[N].days`.
+        field: String,
         /// The rejected text.
         text: String,
     },
     /// A window starts and ends at the same minute.
-    #[error("empty window {from}-{to}: use different start and end times")]
     EmptyWindow {
+        /// The field of the end time, `window[N].to`.
+        field: String,
         /// Its start.
         from: String,
         /// Its end.
         to: String,
     },
     /// The time zone is not in the bundled database.
-    #[error("unknown time zone {name:?}: use an IANA name such as \"Europe/London\" or \"UTC\"")]
     TimeZone {
         /// The rejected name.
         name: String,
     },
+}
+
+impl CapError {
+    /// Returns the field that failed, relative to the cap: `rate`, `window[0].from`, or
+    /// `time_zone` for the zone passed to [`CapSchedule::from_spec`].
+    pub fn field(&self) -> &str {
+        match self {
+            CapError::Rate { field, .. }
+            | CapError::NeedsLink { field, .. }
+            | CapError::Time { field, .. }
+            | CapError::Days { field, .. }
+            | CapError::EmptyWindow { field, .. } => field,
+            CapError::TimeZone { .. } => "time_zone",
+        }
+    }
+
+    /// Returns the value the user wrote in that field.
+    pub fn value(&self) -> &str {
+        match self {
+            CapError::Rate { text, .. } | CapError::NeedsLink { text, .. } | CapError::Time { text, .. } | CapError::Days { text, .. } => text,
+            CapError::EmptyWindow { to, .. } => to,
+            CapError::TimeZone { name } => name,
+        }
+    }
+
+    /// Returns what is wrong and how to fix it, without the field and value.
+    pub fn fix(&self) -> String {
+        match self {
+            CapError::Rate { reason, .. } => reason.clone(),
+            CapError::NeedsLink { .. } => {
+                "a percentage needs the link speed: configure the link, or give the rate with a unit such as \"10Mbit/s\"".into()
+            }
+            // Many people write the end of the day as 24:00. The grammar has no such
+            // minute, because an end before the start already runs past midnight.
+            CapError::Time { text, .. } if text.trim() == "24:00" => {
+                "use HH:MM from 00:00 to 23:59; write \"00:00\" for midnight (an end before the start runs past midnight)".into()
+            }
+            CapError::Time { .. } => "use HH:MM from 00:00 to 23:59, such as \"08:00\"".into(),
+            CapError::Days { .. } => "use mon, tue, wed, thu, fri, sat, sun, ranges such as \"mon-fri\", and commas".into(),
+            CapError::EmptyWindow { from, .. } => format!("the window starts at {from} too and would be empty: use different start and end times"),
+            CapError::TimeZone { .. } => "unknown time zone: use an IANA name such as \"Europe/London\" or \"UTC\"".into(),
+        }
+    }
+}
+
+impl fmt::Display for CapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid cap {} {:?}: {}", self.field(), self.value(), self.fix())
+    }
+}
+
+impl std::error::Error for CapError {}
+
+/// Parses a rate with a unit into bytes per second. On failure returns the reason, with
+/// the full list of units when the unit is the problem.
+pub fn parse_rate_bytes(text: &str) -> Result<f64, String> {
+    parse_rate(text).map(|rate| rate.bytes_per_second()).map_err(|error| {
+        if error.reason.starts_with("unknown unit") || error.reason.starts_with("missing unit") {
+            format!("{}; use {RATE_UNITS}", error.reason.split(':').next().unwrap_or("unknown unit"))
+        } else {
+            error.reason
+        }
+    })
 }
 
 /// A window in resolved form: minutes since local midnight and a rate in bytes per
@@ -114,19 +195,20 @@ impl CapSchedule {
     /// percentages) in the IANA time zone `zone`.
     pub fn from_spec(spec: &CapSpec, link: Option<f64>, zone: &str) -> Result<CapSchedule, CapError> {
         let zone = TimeZone::get(zone).map_err(|_| CapError::TimeZone { name: zone.to_string() })?;
-        let base = spec.rate.as_deref().map(|text| resolve_rate(text, link)).transpose()?;
+        let base = spec.rate.as_deref().map(|text| resolve_rate("rate", text, link)).transpose()?;
         let mut windows = Vec::new();
-        for window in &spec.window {
-            let start_minute = parse_clock(&window.from)?;
-            let end_minute = parse_clock(&window.to)?;
+        for (index, window) in spec.window.iter().enumerate() {
+            let field = |name: &str| format!("window[{index}].{name}");
+            let start_minute = parse_clock(field("from"), &window.from)?;
+            let end_minute = parse_clock(field("to"), &window.to)?;
             if start_minute == end_minute {
-                return Err(CapError::EmptyWindow { from: window.from.clone(), to: window.to.clone() });
+                return Err(CapError::EmptyWindow { field: field("to"), from: window.from.clone(), to: window.to.clone() });
             }
             let days = match &window.days {
-                Some(text) => parse_days(text)?,
+                Some(text) => parse_days(field("days"), text)?,
                 None => [true; 7],
             };
-            windows.push(CapWindow { days, start_minute, end_minute, rate: resolve_rate(&window.rate, link)? });
+            windows.push(CapWindow { days, start_minute, end_minute, rate: resolve_rate(&field("rate"), &window.rate, link)? });
         }
         Ok(CapSchedule { base, windows, zone })
     }
@@ -196,21 +278,21 @@ impl CapSchedule {
 }
 
 /// Parses `"50Mbit/s"` or `"20%"` of `link` into bytes per second.
-fn resolve_rate(text: &str, link: Option<f64>) -> Result<f64, CapError> {
-    let error = |reason: String| CapError::Rate { text: text.to_string(), reason };
+fn resolve_rate(field: &str, text: &str, link: Option<f64>) -> Result<f64, CapError> {
+    let error = |reason: String| CapError::Rate { field: field.to_string(), text: text.to_string(), reason };
     if let Some(percent) = text.trim().strip_suffix('%') {
         let percent: f64 = percent.trim().parse().map_err(|_| error("expected a number before %".into()))?;
         if !(percent > 0.0 && percent <= 100.0) {
             return Err(error("use a percentage above 0 and at most 100".into()));
         }
-        let link = link.ok_or_else(|| error("a percentage needs the link speed: give the rate in bit/s instead, or configure the link".into()))?;
+        let link = link.ok_or_else(|| CapError::NeedsLink { field: field.to_string(), text: text.to_string() })?;
         return Ok(link * percent / 100.0);
     }
-    parse_rate(text).map(|rate| rate.bytes_per_second()).map_err(|unit| error(unit.reason))
+    parse_rate_bytes(text).map_err(error)
 }
 
-fn parse_clock(text: &str) -> Result<u32, CapError> {
-    let error = || CapError::Time { text: text.to_string() };
+fn parse_clock(field: String, text: &str) -> Result<u32, CapError> {
+    let error = || CapError::Time { field: field.clone(), text: text.to_string() };
     let (hours, minutes) = text.trim().split_once(':').ok_or_else(error)?;
     let hours: u32 = hours.parse().map_err(|_| error())?;
     let minutes: u32 = minutes.parse().map_err(|_| error())?;
@@ -220,9 +302,9 @@ fn parse_clock(text: &str) -> Result<u32, CapError> {
     Ok(hours * 60 + minutes)
 }
 
-fn parse_days(text: &str) -> Result<[bool; 7], CapError> {
+fn parse_days(field: String, text: &str) -> Result<[bool; 7], CapError> {
     const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    let error = || CapError::Days { text: text.to_string() };
+    let error = || CapError::Days { field: field.clone(), text: text.to_string() };
     let day = |name: &str| NAMES.iter().position(|day| day.eq_ignore_ascii_case(name.trim())).ok_or_else(error);
     let mut days = [false; 7];
     for part in text.split(',') {
@@ -322,13 +404,16 @@ mod tests {
             window: vec![WindowSpec { days: days.map(String::from), from: from.into(), to: to.into(), rate: rate.into() }],
         };
         let cases = [
-            (window("8:00", "18:00", None, "1Mbit/s"), "window time"),
-            (window("08:00", "24:00", None, "1Mbit/s"), "window time"),
-            (window("08:00", "08:00", None, "1Mbit/s"), "empty window"),
-            (window("08:00", "18:00", Some("mon-fry"), "1Mbit/s"), "window days"),
+            (window("8:00", "18:00", None, "1Mbit/s"), "cap window[0].from \"8:00\""),
+            (window("08:00", "24:00", None, "1Mbit/s"), "cap window[0].to \"24:00\""),
+            (window("08:00", "24:00", None, "1Mbit/s"), "write \"00:00\" for midnight"),
+            (window("08:00", "08:00", None, "1Mbit/s"), "would be empty"),
+            (window("08:00", "18:00", Some("mon-fry"), "1Mbit/s"), "cap window[0].days \"mon-fry\""),
             (window("08:00", "18:00", None, "20%"), "needs the link speed"),
             (window("08:00", "18:00", None, "150%"), "at most 100"),
-            (window("08:00", "18:00", None, "20"), "cap rate"),
+            (window("08:00", "18:00", None, "20"), "cap window[0].rate \"20\""),
+            (window("08:00", "18:00", None, "20"), "MiB/s"),
+            (window("08:00", "18:00", None, "20 furlongs"), "Mbps"),
         ];
         for (spec, expected) in cases {
             let error = CapSchedule::from_spec(&spec, None, "UTC").expect_err("invalid spec").to_string();
@@ -336,5 +421,12 @@ mod tests {
         }
         let zone = CapSchedule::from_spec(&CapSpec::default(), None, "Mars/Olympus").expect_err("unknown zone");
         assert!(zone.to_string().contains("Mars/Olympus"), "{zone}");
+    }
+
+    #[test]
+    fn rate_units_accepted() {
+        for text in ["10Mbit/s", "10 Mbps", "1Gbps", "800bps", "2MiB/s", "1.5 Gbit/s", "12.5MB/s"] {
+            assert!(parse_rate_bytes(text).is_ok(), "{text}");
+        }
     }
 }

@@ -41,8 +41,9 @@ pub enum TrustFileError {
         /// The format found.
         format: u32,
     },
-    /// A format 2 (governance) file, which the node does not enforce yet.
-    #[error("trust file format 2 declares roles and approval rules, which this node does not enforce yet; give the node a format 1 file listing the publishers until it does")]
+    /// A format 2 (governance) file: callers that accept both formats read it with
+    /// [`crate::governance::SignedPolicy::from_toml`] when they see this variant.
+    #[error("this is a format 2 trust file (roles and approval rules), not a format 1 list of publishers; give a format 1 file here, or use the format 2 file where one is accepted")]
     GovernanceFormat,
     /// No publisher listed, so no manifest could ever be accepted.
     #[error("trust file lists no [[publisher]]: add at least one publisher key")]

@@ -46,8 +46,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patchmesh_core::caps::{CapSchedule, CapSpec};
-use patchmesh_core::units::parse_rate;
+use patchmesh_core::caps::{CapError, CapSchedule, CapSpec, parse_rate_bytes};
 use serde::Deserialize;
 
 use crate::hooks::{HookSettings, HooksSpec};
@@ -188,8 +187,8 @@ pub enum ConfigError {
     Value {
         /// The file.
         path: PathBuf,
-        /// The key.
-        key: &'static str,
+        /// The key path, such as `caps.upload.window[0].from`.
+        key: String,
         /// The rejected value.
         value: String,
         /// What to use instead.
@@ -212,9 +211,9 @@ impl NodeSettings {
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Self, ConfigError> {
         let raw: RawSettings =
             toml::from_str(text).map_err(|source| ConfigError::Toml { path: path.to_path_buf(), source })?;
-        let value_error = |key, value: &str, fix: String| ConfigError::Value {
+        let value_error = |key: &str, value: &str, fix: String| ConfigError::Value {
             path: path.to_path_buf(),
-            key,
+            key: key.to_string(),
             value: value.to_string(),
             fix,
         };
@@ -264,7 +263,7 @@ impl NodeSettings {
                 return Err(value_error("origin_budget", &copies.to_string(), "use a positive number of patch copies, such as 1.0".into()));
             }
         }
-        let (upload_caps, download_caps) = resolve_caps(&raw.caps).map_err(|(key, value, fix)| value_error(key, &value, fix))?;
+        let (upload_caps, download_caps) = resolve_caps(&raw.caps).map_err(|(key, value, fix)| value_error(&key, &value, fix))?;
         let hooks = crate::hooks::resolve(&raw.hooks, base, humantime_duration).map_err(|(key, value, fix)| value_error(key, &value, fix))?;
         Ok(NodeSettings {
             site: raw.site,
@@ -297,37 +296,58 @@ impl NodeSettings {
     }
 }
 
-/// Resolves the `[caps]` table into upload and download schedules, or names the key,
-/// the value and the fix.
-fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>), (&'static str, String, String)> {
+/// A rejected setting: its key path, the value as written, and the fix.
+type Rejected = (String, String, String);
+
+/// Resolves the `[caps]` table into upload and download schedules, or names the key
+/// path (such as `caps.site_upload.window[0].from`), the value and the fix.
+fn resolve_caps(spec: &CapsSpec) -> Result<(Vec<CapSchedule>, Vec<CapSchedule>), Rejected> {
     let zone = spec.time_zone.as_deref().unwrap_or("UTC");
-    let link = |key: &'static str, text: &Option<String>| -> Result<Option<f64>, (&'static str, String, String)> {
-        text.as_deref()
-            .map(|text| parse_rate(text).map(|rate| rate.bytes_per_second()).map_err(|error| (key, text.to_string(), error.reason)))
-            .transpose()
+    let link = |key: &str, text: &Option<String>| -> Result<Option<f64>, Rejected> {
+        text.as_deref().map(|text| parse_rate_bytes(text).map_err(|fix| (key.to_string(), text.to_string(), fix))).transpose()
     };
     let link_up = link("caps.link_up", &spec.link_up)?;
     let link_down = link("caps.link_down", &spec.link_down)?;
     let site_nodes = match spec.site_nodes {
-        Some(0) => return Err(("caps.site_nodes", "0".into(), "use the number of nodes at this site, at least 1".into())),
+        Some(0) => return Err(("caps.site_nodes".into(), "0".into(), "use the number of nodes at this site, at least 1".into())),
         Some(count) => count,
         None => 1,
     };
-    let resolve = |key: &'static str, cap: &Option<CapSpec>, link: Option<f64>, share: f64| {
+    // `link_key` names the setting a percentage is taken of, for the message when it
+    // is missing.
+    let resolve = |key: &str, cap: &Option<CapSpec>, link: Option<f64>, link_key: &str, share: f64| {
         cap.as_ref()
             .map(|cap| {
-                CapSchedule::from_spec(cap, link, zone).map(|schedule| schedule.scaled(share)).map_err(|error| {
-                    let value = if matches!(error, patchmesh_core::caps::CapError::TimeZone { .. }) { zone.to_string() } else { format!("{cap:?}") };
-                    (key, value, error.to_string())
-                })
+                CapSchedule::from_spec(cap, link, zone).map(|schedule| schedule.scaled(share)).map_err(|error| cap_error(key, link_key, &error))
             })
             .transpose()
     };
     let share = 1.0 / f64::from(site_nodes);
-    let upload = [resolve("caps.upload", &spec.upload, link_up, 1.0)?, resolve("caps.site_upload", &spec.site_upload, link_up, share)?];
-    let download =
-        [resolve("caps.download", &spec.download, link_down, 1.0)?, resolve("caps.site_download", &spec.site_download, link_down, share)?];
+    let upload = [
+        resolve("caps.upload", &spec.upload, link_up, "caps.link_up", 1.0)?,
+        resolve("caps.site_upload", &spec.site_upload, link_up, "caps.link_up", share)?,
+    ];
+    let download = [
+        resolve("caps.download", &spec.download, link_down, "caps.link_down", 1.0)?,
+        resolve("caps.site_download", &spec.site_download, link_down, "caps.link_down", share)?,
+    ];
     Ok((upload.into_iter().flatten().collect(), download.into_iter().flatten().collect()))
+}
+
+/// Places a cap error under its key path in node.toml. The time zone is shared by every
+/// cap, so it is `caps.time_zone` whichever cap found it.
+fn cap_error(key: &str, link_key: &str, error: &CapError) -> Rejected {
+    let path = match error {
+        CapError::TimeZone { .. } => "caps.time_zone".to_string(),
+        _ => format!("{key}.{}", error.field()),
+    };
+    let fix = match error {
+        CapError::NeedsLink { .. } => {
+            format!("a percentage needs the link speed: set {link_key}, such as {link_key} = \"20Mbit/s\", or give the rate with a unit such as \"10Mbit/s\"")
+        }
+        _ => error.fix(),
+    };
+    (path, error.value().to_string(), fix)
 }
 
 /// Parses sizes such as `512KiB`, `20GiB`, `1.5TB` into bytes. Binary (KiB, MiB, GiB,
@@ -410,15 +430,42 @@ mod tests {
     #[test]
     fn bad_caps_rejected() {
         let cases = [
-            ("[caps]\ntime_zone = \"Atlantis/Capital\"\nupload = { rate = \"1Mbit/s\" }\n", "Atlantis/Capital"),
-            ("[caps]\nupload = { rate = \"20%\" }\n", "link speed"),
-            ("[caps]\nsite_nodes = 0\n", "site_nodes"),
+            ("[caps]\nupload = { rate = \"10\" }\n", "caps.upload.rate = \"10\": missing unit"),
+            ("[caps]\nupload = { rate = \"10 furlongs\" }\n", "Mbps"),
+            ("[caps]\nupload = { rate = \"10 furlongs\" }\n", "MiB/s"),
+            ("[caps]\nupload = { rate = \"10\" }\n", "caps.upload.rate = \"10\""),
+            ("[caps]\ndownload = { rate = \"fast\" }\n", "caps.download.rate = \"fast\""),
+            (
+                "[caps]\nsite_upload = { window = [{ from = \"25:00\", to = \"06:00\", rate = \"1Mbit/s\" }] }\n",
+                "caps.site_upload.window[0].from = \"25:00\"",
+            ),
+            (
+                "[caps]\nupload = { window = [{ from = \"08:00\", to = \"18:00\", rate = \"1Mbit/s\" }, { from = \"18:00\", to = \"24:00\", rate = \"2Mbit/s\" }] }\n",
+                "caps.upload.window[1].to = \"24:00\"",
+            ),
+            ("[caps]\nupload = { window = [{ from = \"18:00\", to = \"24:00\", rate = \"1Mbit/s\" }] }\n", "write \"00:00\" for midnight"),
+            (
+                "[caps]\nupload = { window = [{ days = \"mon-fry\", from = \"08:00\", to = \"18:00\", rate = \"1Mbit/s\" }] }\n",
+                "caps.upload.window[0].days = \"mon-fry\"",
+            ),
+            ("[caps]\ntime_zone = \"Europe/Londn\"\nupload = { rate = \"1Mbit/s\" }\n", "caps.time_zone = \"Europe/Londn\""),
+            ("[caps]\nupload = { rate = \"20%\" }\n", "caps.upload.rate = \"20%\""),
+            ("[caps]\nupload = { rate = \"20%\" }\n", "set caps.link_up"),
+            ("[caps]\nsite_download = { rate = \"20%\" }\n", "set caps.link_down"),
+            ("[caps]\nlink_up = \"20\"\n", "caps.link_up = \"20\""),
+            ("[caps]\nsite_nodes = 0\n", "caps.site_nodes = \"0\""),
             ("origin_budget = 1.0\n", "origin only"),
         ];
         for (extra, expected) in cases {
             let error = parse(&format!("{MINIMAL}{extra}")).expect_err("invalid caps").to_string();
             assert!(error.contains(expected), "{error:?} lacks {expected:?}");
         }
+    }
+
+    #[test]
+    fn caps_errors_hide_debug_form() {
+        let error = parse(&format!("{MINIMAL}[caps]\nupload = {{ rate = \"10\" }}\n")).expect_err("no unit").to_string();
+        assert!(!error.contains("CapSpec"), "{error}");
     }
 
     #[test]

@@ -720,9 +720,12 @@ impl Daemon {
                 let version = trust.policy.version;
                 let result = self.node.handle_trust(Timestamp::now_system(), None, vec![trust]);
                 self.pump();
+                // Report the version the node enforces, because the offered version
+                // does not show how far ahead the node already is.
+                let current = self.node.policy().map_or(0, |policy| policy.policy().version);
                 let result = match result {
                     Ok(Some(_)) => Ok(1),
-                    Ok(None) => Err(format!("trust file version {version} not taken: the node already enforces version {version} or later")),
+                    Ok(None) => Err(format!("trust file version {version} not taken: the node already enforces version {current}")),
                     Err(error) => Err(error.to_string()),
                 };
                 let _ = pending.reply.send(submitted(result));

@@ -41,8 +41,20 @@ pub enum KeyFileError {
         /// What was wrong.
         source: KeyError,
     },
+    /// The secret key file already exists; keys are never overwritten.
+    #[error("{path} already exists; remove it or choose another path")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The directory of the key file does not exist.
+    #[error("cannot write key file {path}: its directory does not exist; create it first")]
+    NoDirectory {
+        /// The file.
+        path: PathBuf,
+    },
     /// Writing failed.
-    #[error("cannot write key file {path}: {source}; create its directory first, and remove or rename an existing key there only if it is no longer needed")]
+    #[error("cannot write key file {path}: {source}")]
     Write {
         /// The file.
         path: PathBuf,
@@ -82,6 +94,16 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyFileError> {
     PublicKey::parse(text.trim()).map_err(|source| KeyFileError::Format { path: path.to_path_buf(), source })
 }
 
+/// Classifies a failure to create a secret key file, so the message names the fix.
+pub fn create_error(path: &Path, source: std::io::Error) -> KeyFileError {
+    let path = path.to_path_buf();
+    match source.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyFileError::Exists { path },
+        std::io::ErrorKind::NotFound => KeyFileError::NoDirectory { path },
+        _ => KeyFileError::Write { path, source },
+    }
+}
+
 /// Writes `key` to `path` with mode 0600 and its public half to `PATH.pub`. Refuses to
 /// overwrite an existing secret key file.
 pub fn write_key_pair(key: &SecretKey, path: &Path, comment: &str) -> Result<PathBuf, KeyFileError> {
@@ -91,7 +113,7 @@ pub fn write_key_pair(key: &SecretKey, path: &Path, comment: &str) -> Result<Pat
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| write_error(path, source))?;
+        .map_err(|source| create_error(path, source))?;
     file.write_all(key.to_file_text().as_bytes()).map_err(|source| write_error(path, source))?;
     file.sync_all().map_err(|source| write_error(path, source))?;
 
