@@ -214,6 +214,10 @@ fn unlisted_peer_refused_at_connection() {
         assert!(refusals >= 1, "{}: no refusal logged for {unlisted}:\n{log}", node.name);
         assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
     }
+    // The refused side is told the likely cause once its redials keep failing.
+    governed.wait_until("a hint on the refused office", Duration::from_secs(30), |mesh| {
+        mesh.nodes[2].log().contains("it may be refusing this node")
+    });
 }
 
 #[test]
