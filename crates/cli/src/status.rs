@@ -88,8 +88,8 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns the state to show for a patch version: what holds it back, if anything, else
-/// its transfer state. The transfer alone would read `fetching-body` for a version that
+/// Returns the state to show for a patch version: what keeps it from fetching, if
+/// anything, else its transfer state. The transfer alone would read `fetching-body` for a version that
 /// requests nothing while it waits for approvals or its wave.
 fn shown_state(patch: &serde_json::Value) -> &str {
     if patch["rollout"] == "paused" {

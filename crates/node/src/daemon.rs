@@ -273,7 +273,7 @@ struct Daemon {
     refusals: WarnLimiter,
     /// Runs the `[hooks]` programs on patch events.
     hooks: Hooks,
-    /// Versions whose failed `verified` hook the core has been told of.
+    /// Versions whose failed `verified` hook was already passed to the core.
     hook_failures_reported: HashSet<PatchKey>,
     /// When each open connection was established.
     connection_opened: HashMap<libp2p::swarm::ConnectionId, std::time::Instant>,
@@ -464,8 +464,8 @@ impl Daemon {
     }
 
     /// Warns when connections to one peer keep closing right after they open. The side
-    /// that refuses a non-member logs why; the refused side only sees closed
-    /// connections, and this gives its operator the likely cause.
+    /// that rejects a non-member logs why, but the rejected side only gets closed
+    /// connections, so this warning gives its operator the likely cause.
     fn note_connection_lifetime(&mut self, peer: libp2p::PeerId, connection: libp2p::swarm::ConnectionId) {
         let Some(opened) = self.connection_opened.remove(&connection) else {
             return;
