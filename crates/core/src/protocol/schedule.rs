@@ -99,7 +99,7 @@ impl Node {
     /// MiB in flight made the GÉANT simulation 10% slower: nodes that finished the first
     /// patch flooded the shared core with requests for a second one.
     fn may_request_more(&self, _patch: &PatchKey) -> bool {
-        self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total
+        self.in_flight_total() < self.config.max_requests_total
     }
 
     fn origin_requests_in_flight(&self) -> u32 {
@@ -281,6 +281,7 @@ impl Node {
         let deadline = now.saturating_add(self.config.request_deadline(len));
         if let Some(state) = self.peers.get_mut(&peer) {
             state.in_flight += 1;
+            self.in_flight_total += 1;
         }
         tracing::trace!(%peer, %chunk, "requesting chunk");
         self.requests.insert(request, Pending::Chunk { peer: peer.clone(), chunk: chunk.clone(), deadline, started: now });
