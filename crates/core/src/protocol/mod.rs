@@ -363,6 +363,11 @@ impl Node {
             .flat_map(|transfer| [transfer.paused_until, transfer.assemble_retry_at])
             .flatten();
         let origin_retries = self.transfers.values().filter_map(|transfer| transfer.origin_retry_at);
+        let share_waits = self
+            .transfers
+            .values()
+            .filter(|transfer| transfer.state == TransferState::Downloading)
+            .filter_map(|transfer| transfer.share_wait_until);
         let cooldowns = self
             .cooled
             .iter()
@@ -374,6 +379,7 @@ impl Node {
             .into_iter()
             .chain(pauses)
             .chain(origin_retries)
+            .chain(share_waits)
             .chain(cooldowns)
             .chain(self.endgame_timeout())
             .chain(have_flush)
@@ -812,7 +818,10 @@ impl Node {
     /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
     /// across all patches; a per-patch limit there must be reflected here.
     fn may_schedule_chunks(&self, now: Timestamp, new_work: bool) -> bool {
-        let retry_due = self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now));
+        let retry_due = self.transfers.values().any(|transfer| {
+            let share_wait_due = transfer.state == TransferState::Downloading && transfer.share_wait_until.is_some_and(|at| at <= now);
+            share_wait_due || transfer.origin_retry_at.is_some_and(|at| at <= now)
+        });
         let downloading = self.transfers.values().any(|transfer| transfer.state == TransferState::Downloading);
         // A due endgame stall must be examined even with every slot taken, or its timer
         // would fire again at once.
