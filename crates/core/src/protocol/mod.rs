@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tracing::{debug, trace, warn};
 
-pub use config::{ConfigError, DEFAULT_HAVE_INTERVAL, NodeConfig, SourcePolicy};
+pub use config::{ConfigError, NodeConfig, SourcePolicy};
 pub use governance::{ApprovalReport, GovernanceError};
 pub use status::{NodeStatus, PatchStatus, PeerStatus};
 pub use transfer::{TransferState, TransferStats};
