@@ -144,6 +144,13 @@ impl Bitfield {
 
 /// Reads the eight bytes of `bits` from `start` as a little-endian word, zero past the end.
 fn load_word(bits: &[u8], start: usize) -> u64 {
+    // A whole word is one load; only the tail needs the copy of variable length, which
+    // compiles to a call to `memcpy`.
+    if let Some(whole) = bits.get(start..start + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(whole);
+        return u64::from_le_bytes(word);
+    }
     let mut word = [0u8; 8];
     if let Some(rest) = bits.get(start..) {
         let len = rest.len().min(8);

@@ -42,9 +42,12 @@ pub const PATCH_ID_MAX_LEN: usize = 128;
 /// Grammar: 1 to 128 ASCII characters from `A-Z a-z 0-9 . _ -`, starting with a letter or
 /// digit. Patch ids become directory names in every node's data dir, so the grammar
 /// leaves no room for path separators, `..` or characters a file system treats specially.
+///
+/// Shared, not owned: every message, request and chunk id carries one, so a clone is a
+/// reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PatchId(String);
+pub struct PatchId(Arc<str>);
 
 /// A patch id that does not follow the grammar.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +66,7 @@ impl PatchId {
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         let starts_well = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
         if starts_well && value.len() <= PATCH_ID_MAX_LEN && value.chars().all(valid_char) {
-            Ok(PatchId(value))
+            Ok(PatchId(Arc::from(value)))
         } else {
             Err(InvalidPatchId { value })
         }
@@ -85,7 +88,7 @@ impl TryFrom<String> for PatchId {
 
 impl From<PatchId> for String {
     fn from(id: PatchId) -> String {
-        id.0
+        id.0.to_string()
     }
 }
 

@@ -278,6 +278,9 @@ impl<'a> World<'a> {
                 if let Some(value) = settings.request_timeout_us {
                     config.request_timeout = Duration::from_micros(value);
                 }
+                if let Some(value) = settings.have_interval_us {
+                    config.have_interval = Duration::from_micros(value);
+                }
                 if is_origin && strategy == Strategy::Mesh {
                     config.origin_budget = scenario.origin_budget;
                 }

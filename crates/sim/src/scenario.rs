@@ -133,6 +133,7 @@ struct NodeSpec {
     max_requests_to_origin: Option<u32>,
     max_requests_total: Option<u32>,
     request_timeout: Option<String>,
+    have_interval: Option<String>,
 }
 
 #[derive(Default, Deserialize, Clone)]
@@ -270,6 +271,8 @@ pub struct NodeSettings {
     pub max_requests_total: Option<u32>,
     /// See [`patchmesh_core::NodeConfig::request_timeout`], in microseconds.
     pub request_timeout_us: Option<u64>,
+    /// See [`patchmesh_core::NodeConfig::have_interval`], in microseconds.
+    pub have_interval_us: Option<u64>,
 }
 
 /// An office: nodes on a LAN behind one access link.
@@ -518,6 +521,10 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
             Some(text) => Some(unit(|| "node request_timeout".into(), parse_duration_us(text))?),
             None => None,
         },
+        have_interval_us: match &file.node.have_interval {
+            Some(text) => Some(unit(|| "node have_interval".into(), parse_duration_us(text))?),
+            None => None,
+        },
     };
     for (setting, value) in [
         ("max_requests_per_peer", node.max_requests_per_peer),
@@ -530,6 +537,9 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
     }
     if node.request_timeout_us.is_some_and(|us| us < 1_000_000) {
         return Err(ScenarioError::Invalid("node request_timeout is below 1s: use at least \"1s\"".into()));
+    }
+    if node.have_interval_us.is_some_and(|us| us > 10_000_000) {
+        return Err(ScenarioError::Invalid("node have_interval is above 10s: use at most \"10s\"".into()));
     }
 
     let mut warnings = Vec::new();

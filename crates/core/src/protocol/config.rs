@@ -71,6 +71,16 @@ pub struct NodeConfig {
     /// and floods status reports, which rollout waves count. Default: `None`: the node
     /// sends no report of its own, though it still takes, forwards and counts others'.
     pub identity: Option<Arc<SecretKey>>,
+    /// The shortest time between two `Have` flushes. A chunk verified sooner after the
+    /// last flush waits for the next one, so a node storing many chunks a second sends
+    /// each peer one `Have` listing several instead of one per chunk. The first chunk
+    /// after a quiet spell goes out at once. Default: zero, a flush after every input.
+    ///
+    /// An interval trades message count against how soon peers learn of a chunk. Where
+    /// a whole patch arrives within one interval, peers learn of none of it in time and
+    /// fetch it from the origin too: with 100 ms, 12 offices on 10 MB/s links made the
+    /// origin serve 4.5 copies of a 256 KiB patch instead of under 2.
+    pub have_interval: Duration,
 }
 
 /// A setting outside its allowed range.
@@ -84,6 +94,9 @@ pub struct ConfigError {
     /// What to use instead.
     pub fix: &'static str,
 }
+
+/// The longest [`NodeConfig::have_interval`] accepted.
+const MAX_HAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The time a chunk request gets before the rate check applies.
 const SLOW_PEER_ALLOWANCE: Duration = Duration::from_secs(10);
@@ -113,6 +126,7 @@ impl NodeConfig {
             max_clock_skew: Duration::from_secs(600),
             origin_budget: None,
             identity: None,
+            have_interval: Duration::ZERO,
         }
     }
 
@@ -154,6 +168,13 @@ impl NodeConfig {
                     fix: "set an egress budget on the origin only",
                 });
             }
+        }
+        if self.have_interval > MAX_HAVE_INTERVAL {
+            return Err(ConfigError {
+                setting: "have_interval",
+                value: format!("{:?}", self.have_interval),
+                fix: "use at most 10 seconds, or peers learn of new chunks too late",
+            });
         }
         if self.request_timeout < Duration::from_secs(1) {
             return Err(ConfigError {

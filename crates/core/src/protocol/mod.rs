@@ -298,6 +298,12 @@ pub struct Node {
     /// [`Node::poll_timeout`] (called by drivers after every input) a scan of every
     /// request.
     earliest_request: ((usize, u64), Option<Timestamp>),
+    /// The sum of every connected peer's `in_flight`: chunk requests in flight. Kept
+    /// with the peers' counts so an input need not add them up over every peer.
+    in_flight_total: u32,
+    /// The earliest instant the next `Have` flush may go out: the last flush plus
+    /// `have_interval`. `None` before the first flush.
+    next_have_flush: Option<Timestamp>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     /// Approvals and orders, with a format 2 trust file ([`Node::with_policy`]).
@@ -330,6 +336,8 @@ impl Node {
             requests: HashMap::new(),
             next_request: 0,
             earliest_request: ((0, 0), None),
+            in_flight_total: 0,
+            next_have_flush: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             governance: None,
@@ -385,21 +393,45 @@ impl Node {
             .flat_map(|transfer| [transfer.paused_until, transfer.assemble_retry_at])
             .flatten();
         let origin_retries = self.transfers.values().filter_map(|transfer| transfer.origin_retry_at);
+        let share_waits = self
+            .transfers
+            .values()
+            .filter(|transfer| transfer.state == TransferState::Downloading)
+            .filter_map(|transfer| transfer.share_wait_until);
         let cooldowns = self
             .cooled
             .iter()
             .filter_map(|id| self.peers.get(id))
             .filter(|peer| peer.cooling_down)
             .filter_map(|peer| peer.cooldown_until);
+        let have_flush = self.pending_have_flush();
         request_deadline
             .into_iter()
             .chain(pauses)
             .chain(origin_retries)
+            .chain(share_waits)
             .chain(cooldowns)
             .chain(self.endgame_timeout())
             .chain(self.wave_timeout())
             .chain(self.report_timeout())
+            .chain(have_flush)
             .min()
+    }
+
+    /// When chunks held back by `have_interval` are due to go out, if any wait.
+    fn pending_have_flush(&self) -> Option<Timestamp> {
+        let waiting = self.transfers.values().any(|transfer| !transfer.unannounced.is_empty());
+        if waiting { self.next_have_flush } else { None }
+    }
+
+    /// Chunk requests in flight to all peers.
+    fn in_flight_total(&self) -> u32 {
+        debug_assert_eq!(
+            self.in_flight_total,
+            self.peers.values().map(|peer| peer.in_flight).sum::<u32>(),
+            "in_flight_total out of step with the peers' counts"
+        );
+        self.in_flight_total
     }
 
     fn request_set_key(&self) -> (usize, u64) {
@@ -453,6 +485,7 @@ impl Node {
         let Some(state) = self.peers.remove(peer) else {
             return;
         };
+        self.in_flight_total -= state.in_flight;
         self.cooled.remove(peer);
         debug!(%peer, "peer disconnected");
         if !state.is_origin() {
@@ -491,13 +524,16 @@ impl Node {
             trace!(peer = %from, "message from a peer that is not connected");
             return;
         }
+        // A `Have` that names no chunk this node could request now leaves every pick as
+        // the last pass left it, so it needs no pass of its own.
+        let mut new_work = true;
         match message {
             Message::Hello(hello) => self.on_hello(from, hello),
             Message::Announce(announcement) => {
                 self.accept_announcement(now, Some(from), announcement);
             }
             Message::Bitfield { patch, bits } => self.on_bitfield(from, patch, bits),
-            Message::Have { patch, indices } => self.on_have(from, patch, &indices),
+            Message::Have { patch, indices } => new_work = self.on_have(from, patch, &indices),
             Message::Approvals(approvals) => {
                 let _ = self.take_approvals(now, Some(from), approvals);
             }
@@ -514,7 +550,7 @@ impl Node {
                 let _ = self.take_status(now, Some(from), signed);
             }
         }
-        self.after_input(now);
+        self.after_input_with(now, new_work);
     }
 
     /// A gossiped announcement from `from`; the verdict goes back to gossipsub.
@@ -797,15 +833,26 @@ impl Node {
     /// Work that follows every input: end cool-downs, flush `Have` batches, then schedule
     /// requests.
     fn after_input(&mut self, now: Timestamp) {
+        self.after_input_with(now, true);
+    }
+
+    /// [`Node::after_input`] for an input that may have made a new chunk pickable
+    /// (`new_work`) or may not. After a pass every slot is taken or nothing is left to
+    /// pick, so an input that adds no candidate chunk and ends no cool-down finds the
+    /// same: its pass is skipped unless a timed retry or endgame check is due.
+    fn after_input_with(&mut self, now: Timestamp, new_work: bool) {
+        let mut rested = false;
         for id in &self.cooled {
             if let Some(peer) = self.peers.get_mut(id) {
-                peer.cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+                let cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+                rested |= cooling_down != peer.cooling_down;
+                peer.cooling_down = cooling_down;
             }
         }
-        self.flush_have();
+        self.flush_have(now);
         self.refresh_waves(now);
         self.request_bodies(now);
-        if self.may_schedule_chunks(now) {
+        if self.may_schedule_chunks(now, new_work || rested) {
             self.schedule_chunks(now);
         }
         self.maybe_send_report(now);
@@ -816,24 +863,29 @@ impl Node {
     }
 
     /// Tells whether a scheduling pass could change anything: an origin retry pause is
-    /// due to expire, or a patch is downloading and a chunk request slot is free. Without
-    /// either the pass picks no chunk and draws no random number, so skipping it on the
-    /// many `Have`s that arrive while requests are in flight changes no decision.
+    /// due to expire, or a patch is downloading, a chunk request slot is free and the
+    /// input may have made a chunk pickable (`new_work`). Without any of these the pass
+    /// picks no chunk, so skipping it on the many `Have`s that arrive while requests are
+    /// in flight, or that name chunks the node holds, changes no decision. (The skipped
+    /// pass would still have drawn random numbers, so skipping changes later draws.)
     ///
     /// The slots are counted only when a patch is downloading: the origin may have
     /// thousands of peers and never has a request to count.
     ///
     /// NOTE: this mirrors the limit `may_request_more` checks, which counts requests
     /// across all patches; a per-patch limit there must be reflected here.
-    fn may_schedule_chunks(&self, now: Timestamp) -> bool {
-        let retry_due = self.transfers.values().any(|transfer| transfer.origin_retry_at.is_some_and(|at| at <= now));
+    fn may_schedule_chunks(&self, now: Timestamp, new_work: bool) -> bool {
+        let retry_due = self.transfers.values().any(|transfer| {
+            let share_wait_due = transfer.state == TransferState::Downloading && transfer.share_wait_until.is_some_and(|at| at <= now);
+            share_wait_due || transfer.origin_retry_at.is_some_and(|at| at <= now)
+        });
         let downloading = self.transfers.values().any(|transfer| transfer.state == TransferState::Downloading);
         // A due endgame stall must be examined even with every slot taken, or its timer
         // would fire again at once.
         let endgame_due = downloading && self.endgame_timeout().is_some_and(|at| at <= now);
         retry_due
             || endgame_due
-            || (downloading && self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total)
+            || (new_work && downloading && self.in_flight_total() < self.config.max_requests_total)
     }
 
     fn on_hello(&mut self, from: &PeerId, hello: Hello) {
@@ -891,16 +943,19 @@ impl Node {
         }
     }
 
-    fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) {
+    /// Records a peer's new chunks and tells whether any of them is one this node lacks
+    /// and has not requested, while it is downloading that patch: only then can the
+    /// `Have` change a scheduling pass.
+    fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) -> bool {
         let Some(state) = self.peers.get_mut(from) else {
-            return;
+            return false;
         };
         let counted = !state.is_origin();
         let Some(bits) = state.have.get_mut(&patch) else {
             // A `Have` extends a `Bitfield`; drivers deliver messages in order, so this
             // peer skipped one. Its next `Bitfield` will carry these chunks.
             debug!(peer = %from, %patch, "Have before Bitfield, ignored");
-            return;
+            return false;
         };
         let mut out_of_range = false;
         let mut new = Vec::new();
@@ -911,16 +966,22 @@ impl Node {
                 new.push(index);
             }
         }
+        let mut wanted = false;
         if let Some(transfer) = self.transfers.get_mut(&patch) {
-            if transfer.manifest.is_some() && counted {
-                for index in new {
-                    transfer.availability[index as usize] += 1;
+            if transfer.manifest.is_some() {
+                for &index in &new {
+                    if counted {
+                        transfer.availability[index as usize] += 1;
+                    }
+                    wanted |= !transfer.have.contains(index) && !transfer.in_flight.contains_key(&index);
                 }
             }
+            wanted &= transfer.state == TransferState::Downloading;
         }
         if out_of_range {
             self.strike(from, format!("Have for {patch} names a chunk past the end"));
         }
+        wanted
     }
 
     /// Decides on an announcement from a peer (gossip or direct) and starts fetching it
@@ -1133,7 +1194,10 @@ impl Node {
 
     fn release_chunk_request(&mut self, peer: &PeerId, chunk: &ChunkId, request: RequestId) {
         if let Some(state) = self.peers.get_mut(peer) {
-            state.in_flight = state.in_flight.saturating_sub(1);
+            if state.in_flight > 0 {
+                state.in_flight -= 1;
+                self.in_flight_total -= 1;
+            }
         }
         if let Some(transfer) = self.transfers.get_mut(&chunk.patch) {
             if transfer.in_flight.get(&chunk.index) == Some(&request) {
@@ -1159,7 +1223,13 @@ impl Node {
         }
     }
 
-    fn flush_have(&mut self) {
+    /// Sends every peer the chunks stored since the last flush, unless the last flush was
+    /// less than `have_interval` ago; [`Node::poll_timeout`] wakes the node when it
+    /// is due.
+    fn flush_have(&mut self, now: Timestamp) {
+        if self.next_have_flush.is_some_and(|at| at > now) {
+            return;
+        }
         let mut batches = Vec::new();
         for (patch, transfer) in &mut self.transfers {
             if !transfer.unannounced.is_empty() {
@@ -1169,6 +1239,7 @@ impl Node {
         if batches.is_empty() {
             return;
         }
+        self.next_have_flush = Some(now.saturating_add(self.config.have_interval));
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for (patch, indices) in batches {
             for peer in &peers {

@@ -23,6 +23,11 @@
 //!    from outside the site by this node; the others come from its site neighbours, who
 //!    tell it with `Have` as soon as they hold them. A node that leaves or rests drops
 //!    out of `n`, so its share moves to the others.
+//!    A node knows only the site neighbours it is connected to, so two nodes with
+//!    different views can each leave a chunk to the other, and the site would never
+//!    fetch it. A node that has had no chunk request in flight for [`SITE_SHARE_WAIT`]
+//!    while chunks are missing therefore drops its share and fetches any chunk from
+//!    other sites.
 //! 5. So that sites do not all ask the origin for the same unheld chunk, each node
 //!    prefers its own share of the origin's chunks: within its site share, the sites it
 //!    knows (sorted by name) take turns, so the origin sends distinct chunks to distinct
@@ -41,6 +46,12 @@ use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
 use crate::wire::FetchRequest;
 use super::origin_scan::OriginScan;
+use std::time::Duration;
+
+/// How long a downloading node with no chunk request in flight waits for its site
+/// neighbours before it fetches chunks outside its site share. Long enough for a
+/// neighbour's `Have` to arrive in the usual case, short against a rollout.
+pub(super) const SITE_SHARE_WAIT: Duration = Duration::from_secs(10);
 
 
 /// How a node splits chunks with the other nodes of its site and the other sites.
@@ -82,11 +93,26 @@ impl Node {
             .collect();
         downloading.retain(|patch| self.may_fetch(patch));
         for patch in downloading {
+            let Some(transfer) = self.transfers.get_mut(&patch) else {
+                continue;
+            };
+            if transfer.share_wait_until.is_some_and(|until| until <= now) {
+                transfer.share_wait_until = None;
+                transfer.share_dropped = true;
+            }
+            let share_dropped = transfer.share_dropped;
             while self.may_request_more(&patch) {
-                let Some((peer, index)) = self.pick_request(&patch) else {
+                let Some((peer, index)) = self.pick_request(&patch, share_dropped) else {
                     break;
                 };
                 self.start_chunk_request(now, peer, ChunkId { patch: patch.clone(), index });
+            }
+            if let Some(transfer) = self.transfers.get_mut(&patch) {
+                if !transfer.in_flight.is_empty() {
+                    transfer.share_wait_until = None;
+                } else if !transfer.share_dropped && transfer.share_wait_until.is_none() {
+                    transfer.share_wait_until = Some(now.saturating_add(SITE_SHARE_WAIT));
+                }
             }
         }
         self.run_endgame(now);
@@ -99,7 +125,7 @@ impl Node {
     /// MiB in flight made the GÉANT simulation 10% slower: nodes that finished the first
     /// patch flooded the shared core with requests for a second one.
     fn may_request_more(&self, _patch: &PatchKey) -> bool {
-        self.peers.values().map(|peer| peer.in_flight).sum::<u32>() < self.config.max_requests_total
+        self.in_flight_total() < self.config.max_requests_total
     }
 
     fn origin_requests_in_flight(&self) -> u32 {
@@ -134,7 +160,9 @@ impl Node {
         peer.hello.is_some() && !peer.cooling_down && !self.banned.contains_key(id)
     }
 
-    fn pick_request(&mut self, patch: &PatchKey) -> Option<(PeerId, u32)> {
+    /// Picks the next chunk request for `patch`; with `share_dropped` the node fetches
+    /// any chunk from other sites, not only its site share.
+    fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool) -> Option<(PeerId, u32)> {
         let chunk_len = self.transfers.get(patch)?.announcement.header.chunk_size;
         let mut candidates: Vec<(u8, u32, u64, &PeerId, &Peer)> = Vec::new();
         for (id, peer) in &self.peers {
@@ -160,6 +188,13 @@ impl Node {
         // Working out the shares sorts the site names. A pick that ends at a peer of this
         // node's site never needs them, so they are worked out when first needed.
         let mut shares: Option<Shares> = None;
+        let shares_of = |node: &Node| {
+            let mut shares = node.shares();
+            if share_dropped {
+                shares.site = (0, 1);
+            }
+            shares
+        };
         for (_, _, _, id, peer) in candidates {
             let origin = peer.is_origin();
             let same_site = peer.hello.as_ref().is_some_and(|hello| hello.site == self.config.site);
@@ -193,7 +228,7 @@ impl Node {
                     same_site,
                     start,
                 };
-                let shares = *shares.get_or_insert_with(|| self.shares());
+                let shares = *shares.get_or_insert_with(|| shares_of(self));
                 if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
                     return Some((id.clone(), index));
                 }
@@ -214,7 +249,7 @@ impl Node {
                     continue;
                 }
                 // Chunks outside this node's site share come from its site neighbours.
-                if only_unheld && !same_site && !shares.get_or_insert_with(|| self.shares()).fetches_remotely(index) {
+                if only_unheld && !same_site && !shares.get_or_insert_with(|| shares_of(self)).fetches_remotely(index) {
                     continue;
                 }
                 // Lower is better: rarest first.
@@ -281,6 +316,7 @@ impl Node {
         let deadline = now.saturating_add(self.config.request_deadline(len));
         if let Some(state) = self.peers.get_mut(&peer) {
             state.in_flight += 1;
+            self.in_flight_total += 1;
         }
         tracing::trace!(%peer, %chunk, "requesting chunk");
         self.requests.insert(request, Pending::Chunk { peer: peer.clone(), chunk: chunk.clone(), deadline, started: now });

@@ -78,6 +78,13 @@ pub(crate) struct Transfer {
     /// `origin_retry_at`.
     pub(crate) origin_declined: BTreeSet<u32>,
     pub(crate) origin_retry_at: Option<Timestamp>,
+    /// When a node whose last scheduling pass left no chunk request in flight, with
+    /// chunks missing, stops waiting for its site neighbours; `None` while a request is
+    /// out. See `SITE_SHARE_WAIT`.
+    pub(crate) share_wait_until: Option<Timestamp>,
+    /// Whether that wait has run out: the node fetches any chunk from other sites, not
+    /// only its site share, for the rest of the transfer.
+    pub(crate) share_dropped: bool,
     pub(crate) accepted_at: Timestamp,
     /// When the first chunk fetched from a peer was stored; shows when a wave started.
     pub(crate) first_chunk_at: Option<Timestamp>,
@@ -115,6 +122,8 @@ impl Transfer {
             origin_sent: HashMap::new(),
             origin_declined: BTreeSet::new(),
             origin_retry_at: None,
+            share_wait_until: None,
+            share_dropped: false,
             accepted_at: now,
             first_chunk_at: None,
             completed_at: None,
