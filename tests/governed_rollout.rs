@@ -249,6 +249,12 @@ fn recall_runs_recalled_hook() {
     std::fs::write(&hook, format!("#!/bin/sh\nenv | grep '^PATCHMESH_' | sort > {}\n", out.display())).expect("hook script");
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod hook");
     governed.mesh.nodes[1].append_config(&format!("[hooks]\nrecalled = [\"{}\"]\n", hook.display()));
+    // The origin never installed what it published, so it runs no recalled hook.
+    let origin_out = governed.mesh.root.path().join("origin-recalled.txt");
+    let origin_hook = governed.mesh.root.path().join("origin-recall.sh");
+    std::fs::write(&origin_hook, format!("#!/bin/sh\ntouch {}\n", origin_out.display())).expect("origin hook script");
+    std::fs::set_permissions(&origin_hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod hook");
+    governed.mesh.nodes[0].append_config(&format!("[hooks]\nrecalled = [\"{}\"]\n", origin_hook.display()));
     governed.mesh.start_all();
     let manifest = governed.publish("KB-undo");
     governed.approve(&manifest, &governed.reviewer, 0);
@@ -273,6 +279,8 @@ fn recall_runs_recalled_hook() {
     assert!(env.contains("PATCHMESH_REASON=breaks printing\n"), "{env}");
     assert!(env.contains(&format!("PATCHMESH_TOTAL_BYTES={}\n", 64 * 4096)), "{env}");
     assert!(!env.contains("PATCHMESH_FILE="), "{env}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!origin_out.exists(), "the origin ran a recalled hook for its own publish");
 }
 
 /// The trust file version node `index` enforces, from its status.

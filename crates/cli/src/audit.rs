@@ -18,7 +18,7 @@ pub(crate) struct AuditArgs {
     #[arg(long, conflicts_with = "socket", required_unless_present = "socket")]
     data_dir: Option<PathBuf>,
     /// Ask the running node at this control socket.
-    #[arg(long)]
+    #[arg(long, env = "PATCHMESH_SOCKET")]
     socket: Option<PathBuf>,
     /// Write the records as JSON lines to this file, or to standard output for `-`.
     #[arg(long, value_name = "PATH")]

@@ -45,7 +45,7 @@ pub(crate) struct PublishArgs {
     #[arg(long, requires = "socket")]
     submit: bool,
     /// The origin node's control socket.
-    #[arg(long)]
+    #[arg(long, env = "PATCHMESH_SOCKET")]
     socket: Option<PathBuf>,
     /// A rollout plan (TOML: `[[waves]]` with `sites` and `start`, optional `[[windows]]`;
     /// see docs/protocol.md). Office nodes then fetch only once their site's wave is
@@ -99,6 +99,13 @@ fn read_plan(path: &Path) -> anyhow::Result<RolloutPlan> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --plan {}", path.display()))?;
     let plan: RolloutPlan = toml::from_str(&text).with_context(|| format!("invalid --plan {}", path.display()))?;
     plan.validate().with_context(|| format!("invalid --plan {}", path.display()))?;
+    if plan.waves.iter().all(|wave| wave.sites.is_some()) {
+        eprintln!(
+            "warning: every wave in --plan {} lists its sites, so a site no wave lists never starts this version; \
+             end the plan with a wave without `sites` to take every other site",
+            path.display()
+        );
+    }
     Ok(plan)
 }
 

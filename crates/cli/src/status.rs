@@ -4,13 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use patchmesh_node::control::{self, ControlRequest, ControlResponse, StatusReport};
+use patchmesh_node::hooks::{HookKind, HookRecord};
 
 #[derive(clap::Args)]
 pub(crate) struct StatusArgs {
     /// The node's control socket: `control_socket` in its node.toml, by default
     /// `<data_dir>/control.sock`.
-    #[arg(long)]
+    #[arg(long, env = "PATCHMESH_SOCKET")]
     socket: PathBuf,
     /// Print the full status as JSON.
     #[arg(long)]
@@ -47,8 +49,21 @@ pub(crate) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints every version of patch series `id` with its approvals and rollout state.
 fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
+    // Logs, hooks and the patch table name versions as `id@version`; take that form too.
+    let (id, version) = match id.split_once('@') {
+        Some((id, version)) => {
+            let version: u64 = version.parse().with_context(|| format!("--patch {id}@{version}: the version is not a number; give ID or ID@VERSION, such as KB1@3"))?;
+            (id, Some(version))
+        }
+        None => (id, None),
+    };
     let node = &report.node;
-    let patches: Vec<&serde_json::Value> = node["patches"].as_array().into_iter().flatten().filter(|patch| patch["patch_id"] == id).collect();
+    let patches: Vec<&serde_json::Value> = node["patches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|patch| patch["patch_id"] == id && version.is_none_or(|version| patch["version"] == version))
+        .collect();
     let recalled: Vec<&str> = node["recalled"]
         .as_array()
         .into_iter()
@@ -65,7 +80,7 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
     };
     for patch in patches {
         let version = patch["version"].as_u64().unwrap_or(0);
-        let state = shown_state(patch);
+        let state = shown_state(patch, &report.hooks);
         let rollout = patch["rollout"].as_str().unwrap_or("-");
         println!("{id}@{version}: {state}, rollout {rollout}, {}/{} chunks", patch["chunks_verified"], patch["chunk_count"]);
         print_wave(&patch["wave"]);
@@ -91,13 +106,19 @@ fn print_patch(report: &StatusReport, id: &str) -> anyhow::Result<ExitCode> {
 /// Returns the state to show for a patch version: what keeps it from fetching, if
 /// anything, else its transfer state. The transfer alone would read `fetching-body` for a version that
 /// requests nothing while it waits for approvals or its wave.
-fn shown_state(patch: &serde_json::Value) -> &str {
+fn shown_state<'a>(patch: &'a serde_json::Value, hooks: &[HookRecord]) -> &'a str {
+    let key = format!("{}@{}", patch["patch_id"].as_str().unwrap_or("-"), patch["version"].as_u64().unwrap_or(0));
+    let hook_failed = hooks.iter().any(|record| record.is_failure() && record.event.kind == HookKind::Verified && record.event.patch.to_string() == key);
     if patch["rollout"] == "paused" {
         "paused"
     } else if patch["approvals"]["met"] == false {
         "waiting-approval"
+    } else if !patch["wave"].is_null() && patch["wave"]["wave"].is_null() {
+        "not-in-plan"
     } else if !patch["wave"].is_null() && patch["wave"]["state"] != "open" {
         "waiting-for-wave"
+    } else if hook_failed {
+        "hook-failed"
     } else {
         patch["state"].as_str().unwrap_or("-")
     }
@@ -203,7 +224,7 @@ fn print_report(report: &StatusReport) {
             "  {:<32} {:>12} {:<14} {:>15} {:>14} {:>14} {:>14}",
             text(&patch["patch_id"]),
             number(&patch["version"]),
-            shown_state(&patch),
+            shown_state(&patch, &report.hooks),
             chunks,
             number(&patch["stats"]["bytes_from_origin"]),
             number(&patch["stats"]["bytes_from_peers"]),

@@ -202,7 +202,8 @@ impl NodeSettings {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut settings = NodeSettings::parse(&text, path, base)?;
-        settings.config_path = Some(path.to_path_buf());
+        // Absolute, so a reload and its messages name the same file after a chdir.
+        settings.config_path = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
         Ok(settings)
     }
 

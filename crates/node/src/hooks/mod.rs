@@ -106,7 +106,10 @@ impl HookEvent {
         let (kind, patch, reason) = match event {
             Event::PatchComplete { patch, .. } => (HookKind::Verified, patch, None),
             Event::PatchFailed { patch, reason } => (HookKind::Failed, patch, Some(reason.clone())),
-            Event::PatchRecalled { patch, reason } if files.contains_key(patch) => (HookKind::Recalled, patch, Some(reason.clone())),
+            // The origin never installed what it published, as it runs no verified hook.
+            Event::PatchRecalled { patch, reason } if files.contains_key(patch) && node.config().role != patchmesh_core::Role::Origin => {
+                (HookKind::Recalled, patch, Some(reason.clone()))
+            }
             _ => return None,
         };
         // The core drops a recalled version before the daemon reads the event;
