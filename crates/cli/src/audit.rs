@@ -14,8 +14,9 @@ const AUDIT_FILE: &str = "audit.jsonl";
 
 #[derive(clap::Args)]
 pub(crate) struct AuditArgs {
-    /// Read `audit.jsonl` from this data dir (the node may be stopped).
-    #[arg(long, conflicts_with = "socket", required_unless_present = "socket")]
+    /// Read `audit.jsonl` from this data dir (the node may be stopped); it wins over
+    /// `--socket`.
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Ask the running node at this control socket.
     #[arg(long, env = "PATCHMESH_SOCKET")]

@@ -78,7 +78,11 @@ fn run_reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match runtime.block_on(control::call(&socket, &ControlRequest::Reload, Duration::from_secs(10)))? {
         ControlResponse::Reloaded { path, applied, restart_needed } => {
-            let applied = if applied.is_empty() { "nothing changed".to_string() } else { format!("applied {}", applied.join(", ")) };
+            let applied = match (applied.is_empty(), restart_needed.is_empty()) {
+                (false, _) => format!("applied {}", applied.join(", ")),
+                (true, true) => "nothing changed".to_string(),
+                (true, false) => "no setting applied".to_string(),
+            };
             println!("reloaded {}: {applied}", path.display());
             for key in &restart_needed {
                 eprintln!("warning: {key} changed, but only a restart applies it; the node keeps the current value");
