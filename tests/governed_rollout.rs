@@ -175,6 +175,18 @@ fn recall_drops_the_patch_everywhere() {
         let audit = std::fs::read_to_string(node.data().join("audit.jsonl")).expect("audit log");
         assert!(audit.contains("\"recall\""), "{}: no recall in the audit log:\n{audit}", node.name);
     }
+    // Every node's signed report says it dropped the version, so one status shows all.
+    governed.wait_until("every node reported recalled", Duration::from_secs(10), |mesh| {
+        let view = mesh.nodes[0].status().map(|status| status.node["mesh"].clone()).unwrap_or_default();
+        let recalled: u64 = view
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|row| row["patch_id"] == "KB-recall")
+            .filter_map(|row| row["recalled"].as_u64())
+            .sum();
+        recalled == mesh.nodes.len() as u64
+    });
 }
 
 #[test]

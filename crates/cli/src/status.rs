@@ -153,13 +153,13 @@ fn print_mesh(node: &serde_json::Value) {
     println!("
 mesh, from signed status reports ({} site rows):", rows.len());
     println!(
-        "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>14} {:>14} {:>14} {:>8}",
-        "site", "patch", "version", "nodes", "verified", "failed", "waiting", "origin B", "same site B", "other sites B", "age s"
+        "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>9} {:>14} {:>14} {:>14} {:>8}",
+        "site", "patch", "version", "nodes", "verified", "failed", "waiting", "recalled", "origin B", "same site B", "other sites B", "age s"
     );
     let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
     for row in rows {
         println!(
-            "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>14} {:>14} {:>14} {:>8.1}",
+            "  {:<16} {:<24} {:>12} {:>6} {:>9} {:>7} {:>8} {:>9} {:>14} {:>14} {:>14} {:>8.1}",
             row["site"].as_str().unwrap_or("-"),
             row["patch_id"].as_str().unwrap_or("-"),
             number(&row["version"]),
@@ -167,6 +167,7 @@ mesh, from signed status reports ({} site rows):", rows.len());
             number(&row["verified"]),
             number(&row["failed"]),
             number(&row["waiting_for_wave"]),
+            number(&row["recalled"]),
             number(&row["bytes"]["origin"]),
             number(&row["bytes"]["same_site"]),
             number(&row["bytes"]["other_sites"]),

@@ -87,6 +87,8 @@ pub struct SiteRollout {
     pub failed: u32,
     /// Of those, still waiting for their wave.
     pub waiting_for_wave: u32,
+    /// Of those, holding none of it after a recall.
+    pub recalled: u32,
     /// Chunk payload bytes the site's nodes received, by source.
     pub bytes: SourceBytes,
     /// Seconds since the newest of these reports arrived.
@@ -266,6 +268,21 @@ impl Node {
                 }
             })
             .collect();
+        // A recall removes the transfer, but operators need to see that every node
+        // dropped the version, so recalled versions stay in the report.
+        for patch in self.recalled() {
+            if !self.transfers.contains_key(&patch) {
+                entries.push(PatchReport {
+                    patch,
+                    state: ReportState::Recalled,
+                    chunks_verified: 0,
+                    chunk_count: 0,
+                    bytes: SourceBytes::default(),
+                    error: None,
+                });
+            }
+        }
+        entries.sort_by(|a, b| a.patch.cmp(&b.patch));
         if entries.len() > MAX_REPORT_PATCHES {
             entries.sort_by_key(|entry| std::cmp::Reverse(entry.patch.version));
             entries.truncate(MAX_REPORT_PATCHES);
@@ -289,6 +306,7 @@ impl Node {
                         verified: 0,
                         failed: 0,
                         waiting_for_wave: 0,
+                        recalled: 0,
                         bytes: SourceBytes::default(),
                         newest_report_age_s: 0.0,
                     };
@@ -298,6 +316,7 @@ impl Node {
                 row.verified += u32::from(entry.state == ReportState::Verified);
                 row.failed += u32::from(entry.state == ReportState::Failed);
                 row.waiting_for_wave += u32::from(entry.state == ReportState::WaitingForWave);
+                row.recalled += u32::from(entry.state == ReportState::Recalled);
                 row.bytes.origin += entry.bytes.origin;
                 row.bytes.same_site += entry.bytes.same_site;
                 row.bytes.other_sites += entry.bytes.other_sites;
