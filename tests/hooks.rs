@@ -113,6 +113,7 @@ fn failing_hook_logged_and_not_rerun() {
     assert!(log.contains("installer: disk locked"), "{log}");
     let table = patchmesh(&["status", "--socket", mesh.nodes[1].socket().to_str().expect("utf-8")]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("verified KB-fail@1: exit status 1"), "{table:?}");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("exit status 1: installer: disk locked"), "{table:?}");
 
     // office-1's signed status report counts the version failed, and it reaches the origin.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -252,7 +252,10 @@ fn print_report(report: &StatusReport) {
         println!("\nfailed hooks ({}):", failed.len());
         for record in failed {
             let outcome = record.outcome.as_ref().map(ToString::to_string).unwrap_or_default();
-            println!("  {} {}: {outcome}", record.event.kind, record.event.patch);
+            match &record.last_stderr_line {
+                Some(line) => println!("  {} {}: {outcome}: {line}", record.event.kind, record.event.patch),
+                None => println!("  {} {}: {outcome}", record.event.kind, record.event.patch),
+            }
         }
     }
 }

@@ -232,6 +232,24 @@ pub struct HookRecord {
     pub finished_at: Option<u64>,
     /// The result, once finished.
     pub outcome: Option<HookOutcome>,
+    /// The last non-empty line the program wrote to standard error, at most
+    /// [`MAX_STDERR_LINE`] bytes: usually why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stderr_line: Option<String>,
+}
+
+/// The longest stderr line a [`HookRecord`] keeps, in bytes.
+pub const MAX_STDERR_LINE: usize = 200;
+
+/// Returns the last non-empty line of `text`, cut to [`MAX_STDERR_LINE`] bytes at a
+/// character boundary.
+fn last_line(text: &str) -> Option<String> {
+    let line = text.lines().rev().map(str::trim).find(|line| !line.is_empty())?;
+    let mut end = line.len().min(MAX_STDERR_LINE);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(line[..end].to_string())
 }
 
 impl HookRecord {
@@ -410,7 +428,15 @@ impl Manager {
         }
         debug!("hook queued");
         let now = Timestamp::now_system().as_secs();
-        self.records.push(HookRecord { event, state: HookState::Queued, queued_at: now, started_at: None, finished_at: None, outcome: None });
+        self.records.push(HookRecord {
+            event,
+            state: HookState::Queued,
+            queued_at: now,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            last_stderr_line: None,
+        });
         drop(_entered);
         self.save().await;
     }
@@ -456,6 +482,7 @@ impl Manager {
         if let Some(record) = self.records.iter_mut().find(|record| record.is_for(kind, patch)) {
             record.state = HookState::Finished;
             record.finished_at = Some(Timestamp::now_system().as_secs());
+            record.last_stderr_line = last_line(&result.stderr.text);
             record.outcome = Some(result.outcome);
         }
         ledger::trim(&mut self.records);

@@ -239,7 +239,7 @@ async fn ledger_survives_restart() {
 #[tokio::test]
 async fn running_at_crash_marked_interrupted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let record = HookRecord { event: event(HookKind::Verified, 1), state: HookState::Running, queued_at: 1, started_at: Some(1), finished_at: None, outcome: None };
+    let record = HookRecord { event: event(HookKind::Verified, 1), state: HookState::Running, queued_at: 1, started_at: Some(1), finished_at: None, outcome: None, last_stderr_line: None };
     let queued = HookRecord { event: event(HookKind::Verified, 2), state: HookState::Queued, started_at: None, ..record.clone() };
     ledger::save(dir.path(), &[record.clone(), queued]).expect("save");
     let count = dir.path().join("count");
@@ -276,7 +276,7 @@ async fn unreadable_ledger_moved_aside() {
 
 #[test]
 fn trim_keeps_newest_finished() {
-    let finished = HookRecord { event: event(HookKind::Verified, 0), state: HookState::Finished, queued_at: 0, started_at: None, finished_at: None, outcome: Some(HookOutcome::Succeeded) };
+    let finished = HookRecord { event: event(HookKind::Verified, 0), state: HookState::Finished, queued_at: 0, started_at: None, finished_at: None, outcome: Some(HookOutcome::Succeeded), last_stderr_line: None };
     let mut records: Vec<HookRecord> = (0..ledger::MAX_FINISHED as u64 + 5)
         .map(|version| HookRecord { event: event(HookKind::Verified, version), ..finished.clone() })
         .collect();
@@ -328,4 +328,13 @@ fn recall_of_assembled_version_mapped() {
 fn other_events_ignored() {
     let event = Event::ApprovalsMet { patch: key(3) };
     assert!(HookEvent::from_core(&event, &empty_node(), &HashMap::new()).is_none());
+}
+
+#[test]
+fn last_stderr_line_kept() {
+    assert_eq!(super::last_line("starting\ninstall failed: disk full\n\n").as_deref(), Some("install failed: disk full"));
+    assert_eq!(super::last_line("   \n"), None);
+    let long = "é".repeat(super::MAX_STDERR_LINE);
+    let cut = super::last_line(&long).expect("a line");
+    assert!(cut.len() <= super::MAX_STDERR_LINE, "{} bytes kept", cut.len());
 }
