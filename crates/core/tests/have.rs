@@ -1,4 +1,4 @@
-//! `Have` batching and handling: one node driven by hand against a peer that holds
+//! `Have` batching and handling: one node driven by hand against a peer that has
 //! every chunk, so each test sees exactly the messages the node sends.
 
 mod harness;
@@ -12,8 +12,8 @@ use patchmesh_core::{Action, Bitfield, ChunkOutcome, Event, Node, PatchKey, Peer
 const CHUNK: u32 = 1024;
 const CHUNKS: u32 = 8;
 
-/// An office node that knows the patch and holds no chunk, connected to `seed`, an
-/// office peer at its site that holds every chunk; returns its chunk requests.
+/// Builds an office node that has the manifest but no chunk, connected to `seed`, an
+/// office peer at its site that has every chunk, and returns its chunk requests.
 fn downloading(interval: Duration) -> (Node, PatchKey, PeerId, Vec<(RequestId, u32)>) {
     downloading_from(interval, Bitfield::full(CHUNKS))
 }
@@ -35,7 +35,7 @@ fn downloading_from(interval: Duration, bits: Bitfield) -> (Node, PatchKey, Peer
     (node, patch, seed, requests)
 }
 
-/// The chunk requests among `actions`, with their chunk indices.
+/// Returns the chunk requests among `actions`, with their chunk indices.
 fn chunk_requests(actions: &[Action]) -> Vec<(RequestId, u32)> {
     actions
         .iter()
@@ -50,7 +50,7 @@ fn drain(node: &mut Node) -> Vec<Action> {
     std::iter::from_fn(|| node.poll_action()).collect()
 }
 
-/// The index lists of the `Have`s among `actions`.
+/// Returns the index lists of the `Have`s among `actions`.
 fn haves(actions: &[Action]) -> Vec<Vec<u32>> {
     actions
         .iter()

@@ -33,10 +33,10 @@ use crate::wire::Message;
 pub const MIN_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest gap between reports that only move chunk counts.
 pub const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
-/// The longest gap between two of a node's own reports.
+/// The maximum time between two of a node's own reports.
 pub const REPORT_REFRESH: Duration = Duration::from_secs(60);
 
-/// Reports a node holds and the state of its own.
+/// The reports a node stores, and the state of its own.
 #[derive(Debug, Default)]
 pub(crate) struct Reports {
     /// The latest verified report per node peer id, this node's own included.

@@ -238,7 +238,7 @@ pub struct HookRecord {
     pub last_stderr_line: Option<String>,
 }
 
-/// The longest stderr line a [`HookRecord`] keeps, in bytes.
+/// The maximum length of the stderr line a [`HookRecord`] keeps, in bytes.
 pub const MAX_STDERR_LINE: usize = 200;
 
 /// Returns the last non-empty line of `text`, cut to [`MAX_STDERR_LINE`] bytes at a
@@ -292,8 +292,8 @@ struct Facts {
     body_hash: String,
 }
 
-/// Versions whose facts are kept; past it the oldest version numbers are dropped. Far
-/// above the versions a node holds at once.
+/// The maximum number of versions whose facts are kept; past it the oldest version
+/// numbers are dropped. Far above the versions a node stores at once.
 const MAX_FACTS: usize = 4096;
 
 impl Hooks {
