@@ -175,7 +175,7 @@ fn recall_drops_the_patch_everywhere() {
         let audit = std::fs::read_to_string(node.data().join("audit.jsonl")).expect("audit log");
         assert!(audit.contains("\"recall\""), "{}: no recall in the audit log:\n{audit}", node.name);
     }
-    // Every node's signed report says it dropped the version, so one status shows all.
+    // Every node's signed report marks the version recalled, so one status shows all.
     governed.wait_until("every node reported recalled", Duration::from_secs(10), |mesh| {
         let view = mesh.nodes[0].status().map(|status| status.node["mesh"].clone()).unwrap_or_default();
         let recalled: u64 = view
@@ -226,7 +226,7 @@ fn unlisted_peer_refused_at_connection() {
         assert!(refusals >= 1, "{}: no refusal logged for {unlisted}:\n{log}", node.name);
         assert!(refusals <= 2, "{}: {refusals} refusals logged for one peer; expected the rate limit to hold them", node.name);
     }
-    // The refused side is told the likely cause once its redials keep failing.
+    // The rejected side logs the likely cause once its redials keep failing.
     governed.wait_until("a hint on the refused office", Duration::from_secs(30), |mesh| {
         mesh.nodes[2].log().contains("it may be refusing this node")
     });

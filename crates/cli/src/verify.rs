@@ -132,7 +132,7 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Reports the approval rule when an approvals file is given or lies next to the
-/// manifest. Without one there is nothing to count, so `verify` only says so.
+/// manifest. Without one there is nothing to count, so `verify` prints only that.
 fn check_approvals(args: &VerifyArgs, manifest: &Manifest, policy: &TrustedPolicy, now: Timestamp) -> anyhow::Result<ExitCode> {
     let path = match &args.approvals {
         Some(path) => path.clone(),

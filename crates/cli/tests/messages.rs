@@ -50,20 +50,9 @@ fn import_valid_name_silent() {
     assert!(!output.contains("becomes"), "{output}");
 }
 
-/// A signed version 1 with one root, one publisher and one executive.
+/// Writes a signed version 1 with one key in each of root, publisher, reviewer and executive.
 fn governed(dir: &Path) {
-    for key in ["root", "publisher", "reviewer", "executive"] {
-        ok(dir, &["keygen", "--out", &format!("{key}.key")]);
-    }
-    ok(dir, &[
-        "trust", "init", "--out", "trust.toml",
-        "--root", "ciso=root.key.pub",
-        "--publisher", "it=publisher.key.pub",
-        "--reviewer", "alice=reviewer.key.pub",
-        "--executive", "cto=executive.key.pub",
-        "--membership", "root",
-    ]);
-    ok(dir, &["trust", "sign", "trust.toml", "--key", "root.key"]);
+    common::signed_trust_file(dir, &[], &[]);
 }
 
 #[test]

@@ -9,19 +9,7 @@ use common::{ok, patchmesh, text};
 
 /// Writes a signed format 2 trust file needing publisher and reviewer, and publishes a patch.
 fn setup(dir: &Path) {
-    for key in ["root", "publisher", "reviewer", "executive", "stranger"] {
-        ok(dir, &["keygen", "--out", &format!("{key}.key")]);
-    }
-    ok(dir, &[
-        "trust", "init", "--out", "trust.toml",
-        "--root", "ciso=root.key.pub",
-        "--publisher", "it=publisher.key.pub",
-        "--reviewer", "alice=reviewer.key.pub",
-        "--executive", "cto=executive.key.pub",
-        "--membership", "root",
-        "--approval", "publisher,reviewer",
-    ]);
-    ok(dir, &["trust", "sign", "trust.toml", "--key", "root.key"]);
+    common::signed_trust_file(dir, &["stranger"], &["--approval", "publisher,reviewer"]);
     std::fs::create_dir(dir.join("files")).expect("files dir");
     std::fs::write(dir.join("files/fix.bin"), b"the patch").expect("patch file");
     ok(dir, &["publish", "files/fix.bin", "--key", "publisher.key", "--id", "KB1", "--version", "1", "--out", "KB1-1.manifest.json"]);

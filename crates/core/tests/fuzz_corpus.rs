@@ -143,7 +143,7 @@ fn write_seed_corpus() {
 }
 
 /// Signs a status report with the key from seed byte `signer` that names the node of
-/// seed byte `named`; the two differ in a forged report.
+/// seed byte `named`. The two differ in a forged report.
 fn status_report(patch: &PatchKey, named: u8, signer: u8) -> SignedStatusReport {
     let signer = SecretKey::from_seed([signer; 32]);
     StatusReport {

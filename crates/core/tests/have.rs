@@ -1,5 +1,5 @@
 //! `Have` batching and handling: one node driven by hand against a peer that has
-//! every chunk, so each test sees exactly the messages the node sends.
+//! every chunk, so each test checks exactly the messages the node sends.
 
 mod harness;
 

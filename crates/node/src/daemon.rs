@@ -296,7 +296,7 @@ impl SyncQueue {
     /// Messages go out one at a time. Without merging, chunks verified while one message
     /// waits for its ack would queue up as many small `Have`s. Peers would then learn of
     /// new chunks late and request from the origin chunks that a neighbour already has.
-    /// Only a node's latest report matters, so a slow peer's queue holds at most one
+    /// Only a node's latest report matters, so a slow peer's queue contains at most one
     /// report per node however fast reports flood.
     fn push(&mut self, message: Message) {
         if let Message::Status(report) = &message {

@@ -1,7 +1,7 @@
 //! `patchmesh demo --waves`: a two-wave rollout and the check that the waves kept order.
 //!
-//! Wave 1 is one pilot office ([`PILOT`]); wave 2 is every other office and opens once the
-//! pilot's signed status report gives the state verified, with no failure, for the soak time. The
+//! Wave 1 is one pilot office ([`PILOT`]). Wave 2 is every other office, and it opens once
+//! the pilot's signed status report has shown it verified, with no failure, for the soak time. The
 //! summary shows when each wave fetched its first chunk and when its last node verified,
 //! and the demo fails if any wave 2 node stored a chunk before the last wave 1 node
 //! verified.

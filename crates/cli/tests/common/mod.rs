@@ -24,3 +24,23 @@ pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     assert!(output.status.success(), "patchmesh {args:?} failed: {}", text(&output));
     text(&output)
 }
+
+/// Generates the keys `root`, `publisher`, `reviewer`, `executive` and `extra_keys` in
+/// `dir`, then writes `trust.toml` (format 2, one key per role, root signs membership
+/// lists) with `extra_args` added to `trust init`, and signs it with the root key.
+pub(crate) fn signed_trust_file(dir: &Path, extra_keys: &[&str], extra_args: &[&str]) {
+    for key in ["root", "publisher", "reviewer", "executive"].iter().chain(extra_keys) {
+        ok(dir, &["keygen", "--out", &format!("{key}.key")]);
+    }
+    let mut init = vec![
+        "trust", "init", "--out", "trust.toml",
+        "--root", "ciso=root.key.pub",
+        "--publisher", "it=publisher.key.pub",
+        "--reviewer", "alice=reviewer.key.pub",
+        "--executive", "cto=executive.key.pub",
+        "--membership", "root",
+    ];
+    init.extend_from_slice(extra_args);
+    ok(dir, &init);
+    ok(dir, &["trust", "sign", "trust.toml", "--key", "root.key"]);
+}

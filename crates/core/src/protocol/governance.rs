@@ -96,7 +96,7 @@ pub enum GovernanceError {
         stored: usize,
         /// Approvals that did not count.
         rejected: usize,
-        /// Why the first of them did not count.
+        /// The reason the first of them did not count.
         first: ApprovalError,
     },
     /// More approvals in one message than one manifest can collect.
@@ -218,7 +218,7 @@ impl Node {
         self.governance.as_ref().and_then(|governance| governance.membership.as_ref())
     }
 
-    /// Returns `peer`'s site on the membership list, if the node holds a list naming it.
+    /// Returns `peer`'s site on the membership list, if the node has a list that names it.
     pub(super) fn listed_site(&self, peer: &PeerId) -> Option<&str> {
         self.membership()?.signed().membership.members.get(peer.as_str()).map(String::as_str)
     }
@@ -240,7 +240,7 @@ impl Node {
         let counted: BTreeSet<PublicKey> = transfer.announcement.valid_signers().into_iter().chain(approvals.iter().map(|a| a.key)).collect();
         report.present = counted.iter().filter_map(|key| policy.role_of(key).map(|role| label(role, key))).collect();
         if report.met {
-            // The rule was met when the rollout started and stays met; checking it again
+            // The rule was met when the rollout started and stays met. Checking it again
             // under a later trust file version would list keys that are no longer needed.
             return Some(report);
         }

@@ -943,9 +943,9 @@ impl Node {
         }
     }
 
-    /// Records a peer's new chunks and tells whether any of them is one this node lacks
-    /// and has not requested, while it is downloading that patch: only then can the
-    /// `Have` change a scheduling pass.
+    /// Records a peer's new chunks and returns whether any of them is one this node lacks
+    /// and has not requested while it downloads that patch. Only then can the `Have`
+    /// change a scheduling pass.
     fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) -> bool {
         let Some(state) = self.peers.get_mut(from) else {
             return false;

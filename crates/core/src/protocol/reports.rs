@@ -1,7 +1,7 @@
 //! Signed status reports inside the node: issuing its own, taking and flooding others'.
 //!
 //! A node with an identity key ([`NodeConfig::identity`]) signs a report of its patch
-//! versions and sends it to every peer when something changed: within
+//! versions and sends it to every peer when something changed. It sends one within
 //! [`MIN_REPORT_INTERVAL`] when a patch version changes state, within
 //! [`PROGRESS_REPORT_INTERVAL`] when only chunk counts moved, and at least every
 //! [`REPORT_REFRESH`] so late joiners and restarted nodes catch up.

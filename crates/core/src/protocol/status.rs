@@ -23,8 +23,8 @@ pub struct NodeStatus {
     pub recalled: Vec<String>,
     /// The format 2 trust file version the node enforces; none with format 1.
     pub trust_version: Option<u64>,
-    /// Per site and patch version, the totals of the latest signed status reports this
-    /// node holds (its own included): the mesh-wide view.
+    /// The mesh-wide view: per site and patch version, the totals of the latest signed
+    /// status reports this node has stored, its own included.
     pub mesh: Vec<SiteRollout>,
 }
 

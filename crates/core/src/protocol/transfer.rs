@@ -78,9 +78,9 @@ pub(crate) struct Transfer {
     /// `origin_retry_at`.
     pub(crate) origin_declined: BTreeSet<u32>,
     pub(crate) origin_retry_at: Option<Timestamp>,
-    /// When a node whose last scheduling pass left no chunk request in flight, with
-    /// chunks missing, stops waiting for its site neighbours; `None` while a request is
-    /// out. See `SITE_SHARE_WAIT`.
+    /// The time at which this node stops waiting for its site neighbours, set when a
+    /// scheduling pass leaves no chunk request in flight while chunks are missing. It is
+    /// `None` while a request is out. See `SITE_SHARE_WAIT`.
     pub(crate) share_wait_until: Option<Timestamp>,
     /// Whether that wait has run out: the node fetches any chunk from other sites, not
     /// only its site share, for the rest of the transfer.
@@ -95,9 +95,9 @@ pub(crate) struct Transfer {
     /// The last assembly failure, cleared when an assembly succeeds; status reports
     /// carry it so other nodes count the failure against this node's wave.
     pub(crate) last_error: Option<String>,
-    /// Why the driver's hook for the verified version failed (the install step, say).
-    /// Kept for good: the version stays verified and served, but its status reports
-    /// count it failed, which holds later waves.
+    /// The reason the driver's hook for the verified version failed (the install step,
+    /// say). It is kept for good: the version stays verified and served, but its status
+    /// reports count it failed, so later waves stay closed.
     pub(crate) hook_failure: Option<String>,
 }
 

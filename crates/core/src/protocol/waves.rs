@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn lookup_table_agrees_with_plan() {
-        // A catch-all wave before a wave that lists a site takes that site, as `wave_of` says.
+        // A catch-all wave before a wave that lists a site takes that site, as `wave_of` decides.
         let plans = [
             vec![wave(Some(&["a"])), wave(None)],
             vec![wave(None), wave(Some(&["a"]))],

@@ -15,12 +15,12 @@ pub const REVIEWER_B: u8 = 21;
 pub const EXECUTIVE: u8 = 30;
 pub const NODE_ADMIN: u8 = 40;
 
-/// A key from one repeated seed byte.
+/// Returns the key whose seed is `seed` repeated.
 pub fn key(seed: u8) -> SecretKey {
     SecretKey::from_seed([seed; 32])
 }
 
-/// A role of `keys` with threshold 1.
+/// Returns a role of `keys` with threshold 1.
 pub fn role(keys: &[SecretKey]) -> RoleKeys {
     RoleKeys { threshold: 1, keys: keys.iter().map(|key| (key.public(), format!("key-{}", key.public().short_id()))).collect() }
 }

@@ -189,8 +189,8 @@ async fn runner_bounds_output() {
 async fn runner_clears_inherited_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("env.txt");
-    // CARGO_MANIFEST_DIR, which cargo sets for test runs, stands in for a stale
-    // PATCHMESH_* variable: tests must not change the environment of a shared process.
+    // CARGO_MANIFEST_DIR, which cargo sets for test runs, plays a stale PATCHMESH_*
+    // variable, because tests must not change the environment of a shared process.
     let program = script(dir.path(), "env.sh", &format!("echo \"${{CARGO_MANIFEST_DIR-unset}} $PATCHMESH_EVENT\" > {}", out.display()));
     let env = [("PATCHMESH_EVENT", "verified".to_string())];
     let _ = runner::run(&HookCommand { program, args: Vec::new() }, &env, &["CARGO_MANIFEST_DIR"], Duration::from_secs(10)).await;
@@ -291,7 +291,7 @@ fn timeout_shown_in_seconds() {
     assert_eq!(HookOutcome::TimedOut { after_ms: 1500 }.to_string(), "killed after the timeout of 1500 ms");
 }
 
-/// A core node with no trust and no patches, for mapping events.
+/// Builds a core node with no trust and no patches, for mapping events.
 fn empty_node() -> Node {
     let config = patchmesh_core::NodeConfig::new("branch-07", patchmesh_core::Role::Office);
     Node::new(patchmesh_core::PeerId::new("local"), config, patchmesh_core::TrustPolicy::default())
