@@ -13,7 +13,7 @@
 //! [`FlowNet::recompute`] once before virtual time advances.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use crate::finish_queue::FinishQueue;
 use crate::hops::Hops;
@@ -23,22 +23,33 @@ pub type LinkId = usize;
 /// Index of a flow; indices of finished flows are reused.
 pub type FlowId = usize;
 
+/// The rate of a flow that has not been through a recompute yet. It equals no rate a
+/// recompute computes, so the first recompute always gives the flow a prediction.
+const UNRATED: f64 = -1.0;
+
+/// What a recompute does not need of a flow. Its path, cap and rate, which a recompute
+/// reads for every flow of the component, sit in arrays of their own
+/// ([`FlowNet::paths`] and the two after it) so that a component of hundreds of flows
+/// spans few cache lines: the protocol core runs between two recomputes and evicts them.
 #[derive(Debug)]
-struct Flow {
-    path: Hops,
-    /// Per hop of `path`: the flow's index in that link's flow list, so removal is O(1)
+struct Progress {
+    /// Per hop of the flow's path: its index in that link's flow list, so removal is O(1)
     /// per hop even on a link that carries thousands of flows.
     slots: Hops,
-    /// The flow's own rate limit in bytes per second (a loss-limited TCP rate), or
-    /// infinity.
-    cap: f64,
-    /// The current rate in bytes per second.
-    rate: f64,
-    /// Bytes left at `updated_us`.
+    /// Bytes left at `updated_us`. Brought up to date only when the rate changes or the
+    /// flow ends, since in between the flow moves at one rate.
     remaining: f64,
     updated_us: u64,
     /// The predicted instant its last byte leaves the path, in microseconds.
     finish_us: u64,
+}
+
+impl Progress {
+    /// Bytes left at `now_us`, moving at `rate` since `updated_us`.
+    fn remaining_at(&self, now_us: u64, rate: f64) -> f64 {
+        let elapsed = now_us.saturating_sub(self.updated_us) as f64 / 1e6;
+        (self.remaining - rate.max(0.0) * elapsed).max(0.0)
+    }
 }
 
 /// Buffers that [`FlowNet::recompute`] reuses, so a recompute allocates only when a
@@ -50,9 +61,9 @@ struct Scratch {
     flows: Vec<FlowId>,
     stack: Vec<LinkId>,
     heap: BinaryHeap<Share>,
-    /// (cap, flow) of the component's capped flows, smallest cap first.
-    capped: Vec<(f64, FlowId)>,
-    to_freeze: Vec<FlowId>,
+    /// (cap as bits, flow) of the component's capped flows, smallest cap first.
+    capped: Vec<(u64, u32)>,
+    to_freeze: Vec<u32>,
     touched: Vec<LinkId>,
     /// (flow, predicted finish) of flows whose rate changed.
     predictions: Vec<(FlowId, u64)>,
@@ -63,8 +74,20 @@ struct Scratch {
 pub struct FlowNet {
     capacity: Vec<f64>,
     /// The flows on each link, in no particular but deterministic order.
-    link_flows: Vec<Vec<FlowId>>,
-    flows: Vec<Option<Flow>>,
+    link_flows: Vec<Vec<u32>>,
+    /// Per flow id: its path.
+    paths: Vec<Hops>,
+    /// Per flow id: its own rate limit in bytes per second (a loss-limited TCP rate), or
+    /// infinity.
+    caps: Vec<f64>,
+    /// Per flow id: its rate in bytes per second, or [`UNRATED`].
+    rates: Vec<f64>,
+    /// (cap as bits, flow) of every capped flow, in order. A recompute whose component
+    /// holds a large part of them reads its own in order from here instead of sorting.
+    /// A positive float's bits order as its value does.
+    capped: BTreeSet<(u64, u32)>,
+    /// Per flow id: its progress, or `None` for a free id.
+    flows: Vec<Option<Progress>>,
     free: Vec<FlowId>,
     /// Predicted completions, one entry per flow that has been through a recompute.
     finishing: FinishQueue,
@@ -155,7 +178,7 @@ impl FlowNet {
 
     /// The flows crossing `link`.
     pub fn flows_on(&self, link: LinkId) -> impl Iterator<Item = FlowId> + '_ {
-        self.link_flows[link].iter().copied()
+        self.link_flows[link].iter().map(|&id| id as FlowId)
     }
 
     /// Starts a flow of `bytes` over `path` at `now_us`, limited to `cap` bytes per second
@@ -170,24 +193,26 @@ impl FlowNet {
             Some(id) => id,
             None => {
                 self.flows.push(None);
+                self.paths.push(Hops::new(std::iter::empty()));
+                self.caps.push(f64::INFINITY);
+                self.rates.push(UNRATED);
                 self.flow_mark.push(0);
                 self.flows.len() - 1
             }
         };
+        let narrow = u32::try_from(id).expect("fewer than 2^32 flows");
         let slots = Hops::new(path.iter().map(|&link| self.link_flows[link].len()));
         for &link in &path {
-            self.link_flows[link].push(id);
+            self.link_flows[link].push(narrow);
             self.dirty.push(link);
         }
-        self.flows[id] = Some(Flow {
-            path: Hops::new(path.into_iter()),
-            slots,
-            cap,
-            rate: 0.0,
-            remaining: bytes,
-            updated_us: now_us,
-            finish_us: u64::MAX,
-        });
+        self.paths[id] = Hops::new(path.into_iter());
+        self.caps[id] = cap;
+        if cap.is_finite() {
+            self.capped.insert((cap.to_bits(), narrow));
+        }
+        self.rates[id] = UNRATED;
+        self.flows[id] = Some(Progress { slots, remaining: bytes, updated_us: now_us, finish_us: u64::MAX });
         id
     }
 
@@ -196,23 +221,25 @@ impl FlowNet {
         let Some(flow) = self.flows.get_mut(id).and_then(Option::take) else {
             return 0.0;
         };
-        for (link, slot) in flow.path.iter().zip(flow.slots.iter()) {
+        for (link, slot) in self.paths[id].iter().zip(flow.slots.iter()) {
             let flows = &mut self.link_flows[link];
-            debug_assert_eq!(flows[slot], id, "slot index out of date on link {link}");
+            debug_assert_eq!(flows[slot] as usize, id, "slot index out of date on link {link}");
             flows.swap_remove(slot);
             // The link's last flow moved into the freed slot: record where it went.
             if let Some(&moved) = flows.get(slot)
-                && let Some(other) = self.flows[moved].as_mut()
-                && let Some(hop) = other.path.iter().position(|hop| hop == link)
+                && let Some(other) = self.flows[moved as usize].as_mut()
+                && let Some(hop) = self.paths[moved as usize].iter().position(|hop| hop == link)
             {
                 other.slots.as_mut_slice()[hop] = slot as u32;
             }
             self.dirty.push(link);
         }
+        if self.caps[id].is_finite() {
+            self.capped.remove(&(self.caps[id].to_bits(), id as u32));
+        }
         self.finishing.remove(id);
         self.free.push(id);
-        let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
-        (flow.remaining - flow.rate * elapsed).max(0.0)
+        flow.remaining_at(now_us, self.rates[id])
     }
 
     /// Whether a flow with this id is running.
@@ -222,10 +249,7 @@ impl FlowNet {
 
     /// The current rate of a flow in bytes per second, 0 if it is not running.
     pub fn rate(&self, id: FlowId) -> f64 {
-        self.flows
-            .get(id)
-            .and_then(Option::as_ref)
-            .map_or(0.0, |flow| flow.rate)
+        if self.contains(id) { self.rates[id].max(0.0) } else { 0.0 }
     }
 
     /// The running flow predicted to finish first, with the instant in microseconds;
@@ -268,18 +292,14 @@ impl FlowNet {
         }
         self.generation += 3;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.find_component(&mut scratch, now_us);
+        self.find_component(&mut scratch);
         self.fill(&mut scratch, now_us);
         let changed = scratch.predictions.len();
         self.finishing.set_all(&scratch.predictions);
 
         #[cfg(debug_assertions)]
         for &link in &scratch.links {
-            let load: f64 = self.link_flows[link]
-                .iter()
-                .filter_map(|&id| self.flows[id].as_ref())
-                .map(|flow| flow.rate)
-                .sum();
+            let load: f64 = self.link_flows[link].iter().map(|&id| self.rates[id as usize].max(0.0)).sum();
             debug_assert!(
                 load <= self.capacity[link] * (1.0 + 1e-9),
                 "link {link} overloaded: {load} > {}",
@@ -294,7 +314,7 @@ impl FlowNet {
     /// into `scratch.links` and `scratch.flows`. On the way it brings each flow's
     /// remaining bytes up to `now_us` at its old rate and lists the capped flows in
     /// `scratch.capped`, smallest cap first.
-    fn find_component(&mut self, scratch: &mut Scratch, now_us: u64) {
+    fn find_component(&mut self, scratch: &mut Scratch) {
         let generation = self.generation;
         scratch.links.clear();
         scratch.flows.clear();
@@ -308,32 +328,32 @@ impl FlowNet {
             self.link_mark[link] = generation;
             scratch.links.push(link);
             for &id in &self.link_flows[link] {
-                if self.flow_mark[id] == generation {
+                let index = id as usize;
+                if self.flow_mark[index] == generation {
                     continue;
                 }
-                self.flow_mark[id] = generation;
-                let Some(flow) = self.flows[id].as_mut() else {
-                    continue;
-                };
-                scratch.flows.push(id);
-
-                let elapsed = now_us.saturating_sub(flow.updated_us) as f64 / 1e6;
-                flow.remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
-                flow.updated_us = now_us;
-                if flow.cap.is_finite() {
-                    scratch.capped.push((flow.cap, id));
+                self.flow_mark[index] = generation;
+                scratch.flows.push(index);
+                let cap = self.caps[index];
+                if cap.is_finite() {
+                    scratch.capped.push((cap.to_bits(), id));
                 }
-
-                for next in flow.path.iter() {
+                for next in self.paths[index].iter() {
                     if self.link_mark[next] != generation {
                         scratch.stack.push(next);
                     }
                 }
             }
         }
-        scratch
-            .capped
-            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Sorting costs n·log n for the component's n capped flows; reading them in
+        // order from the set of all capped flows costs a pass over that set.
+        if scratch.capped.len() * 4 >= self.capped.len() {
+            scratch.capped.clear();
+            let members = self.capped.iter().filter(|&&(_, id)| self.flow_mark[id as usize] == generation);
+            scratch.capped.extend(members);
+        } else {
+            scratch.capped.sort_unstable();
+        }
     }
 
     /// Progressive filling over the component: repeatedly freezes the flows of the link
@@ -372,10 +392,10 @@ impl FlowNet {
         let mut unfrozen_flows = scratch.flows.len();
         while unfrozen_flows > 0 {
             let bottleneck = self.least_share(scratch);
-            while next_capped < scratch.capped.len() && self.is_frozen(scratch.capped[next_capped].1, frozen) {
+            while next_capped < scratch.capped.len() && self.is_frozen(scratch.capped[next_capped].1 as usize, frozen) {
                 next_capped += 1;
             }
-            let cap = scratch.capped.get(next_capped).copied();
+            let cap = scratch.capped.get(next_capped).map(|&(bits, id)| (f64::from_bits(bits), id));
             scratch.to_freeze.clear();
             let rate = match (bottleneck, cap) {
                 (None, None) => break,
@@ -390,7 +410,7 @@ impl FlowNet {
                 (Some((share, link)), _) => {
                     for index in 0..self.link_flows[link].len() {
                         let id = self.link_flows[link][index];
-                        if !self.is_frozen(id, frozen) {
+                        if !self.is_frozen(id as usize, frozen) {
                             scratch.to_freeze.push(id);
                         }
                     }
@@ -407,12 +427,10 @@ impl FlowNet {
             }
             scratch.touched.clear();
             for &id in &scratch.to_freeze {
+                let id = id as usize;
                 self.flow_mark[id] = frozen;
                 unfrozen_flows -= 1;
-                let Some(flow) = self.flows[id].as_mut() else {
-                    continue;
-                };
-                for link in flow.path.iter() {
+                for link in self.paths[id].iter() {
                     self.residual[link] -= rate;
                     self.unfrozen[link] -= 1;
                     if self.link_mark[link] != touched_mark {
@@ -420,13 +438,17 @@ impl FlowNet {
                         scratch.touched.push(link);
                     }
                 }
-                // A new prediction for a flow whose rate changed. The others keep
-                // theirs, which their updated remaining bytes would only round.
-                if flow.rate.to_bits() == rate.to_bits() && flow.finish_us != u64::MAX {
+                // A new prediction for a flow whose rate changed; the others keep theirs.
+                if self.rates[id].to_bits() == rate.to_bits() {
                     continue;
                 }
-                flow.rate = rate;
+                let Some(flow) = self.flows[id].as_mut() else {
+                    continue;
+                };
+                flow.remaining = flow.remaining_at(now_us, self.rates[id]);
+                flow.updated_us = now_us;
                 flow.finish_us = finish_time(now_us, flow.remaining, rate);
+                self.rates[id] = rate;
                 scratch.predictions.push((id, flow.finish_us));
             }
             for index in 0..scratch.touched.len() {
