@@ -130,6 +130,25 @@ impl Bitfield {
         indices
     }
 
+    /// The indices in this set that `other` lacks, from `start` up to the end and then
+    /// from 0 up to `start`: the order of a scan that starts at `start` and wraps around.
+    /// Works a word at a time and allocates nothing, so a scheduler that stops at the
+    /// first good chunk pays only for the words it reads.
+    pub fn difference_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> DifferenceFrom<'a> {
+        // A start past the end scans from 0, as a scan from the end that wraps would.
+        let start = if start < self.len { start } else { 0 };
+        DifferenceFrom {
+            mine: self,
+            other,
+            words: self.bits.len().div_ceil(8),
+            first: (start / 64) as usize,
+            low_bits: start % 64,
+            next_step: 0,
+            word: 0,
+            pending: 0,
+        }
+    }
+
     /// Returns chunks `64·word ..= 64·word + 63` as one word, chunk `64·word + b` in bit
     /// `b`, zero past the end, so callers can combine sets a word at a time.
     pub fn word(&self, word: usize) -> u64 {
@@ -139,6 +158,61 @@ impl Bitfield {
     /// The indices in the set, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len).filter(|&index| self.contains(index))
+    }
+}
+
+/// The iterator of [`Bitfield::difference_from`].
+#[derive(Debug)]
+pub struct DifferenceFrom<'a> {
+    mine: &'a Bitfield,
+    other: &'a Bitfield,
+    words: usize,
+    /// The word that holds the start index, and the start's bit within it.
+    first: usize,
+    low_bits: u32,
+    /// The next word to read, counted from `first`: step 0 is the first word from the
+    /// start bit up, the words after it follow with wrap-around, and step `words` is
+    /// the first word again, below the start bit.
+    next_step: usize,
+    /// The word being yielded, and its bits not yielded yet.
+    word: usize,
+    pending: u64,
+}
+
+impl DifferenceFrom<'_> {
+    /// The word read at `step` and its bits in `mine` but not in `other`, masked to
+    /// the part of the word that step covers.
+    fn read(&self, step: usize) -> (usize, u64) {
+        let word = (self.first + step) % self.words;
+        let missing = self.mine.word(word) & !self.other.word(word);
+        let below_start = (1u64 << self.low_bits) - 1;
+        let part = if step == 0 {
+            !below_start
+        } else if step == self.words {
+            below_start
+        } else {
+            u64::MAX
+        };
+        (word, missing & part)
+    }
+}
+
+impl Iterator for DifferenceFrom<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        loop {
+            if self.pending != 0 {
+                let bit = self.pending.trailing_zeros();
+                self.pending &= self.pending - 1;
+                return Some(self.word as u32 * 64 + bit);
+            }
+            if self.words == 0 || self.next_step > self.words {
+                return None;
+            }
+            (self.word, self.pending) = self.read(self.next_step);
+            self.next_step += 1;
+        }
     }
 }
 
@@ -193,6 +267,60 @@ mod tests {
         let mut field = Bitfield::new(3);
         field.bits[0] = 0b1000;
         assert!(field.validate(3).is_err());
+    }
+
+    #[test]
+    fn difference_from_wraps_at_start() {
+        let mut mine = Bitfield::new(200);
+        let mut other = Bitfield::new(200);
+        for index in (0..200).step_by(3) {
+            mine.insert(index);
+        }
+        for index in (0..200).step_by(5) {
+            other.insert(index);
+        }
+        let listed = mine.difference(&other);
+        for start in [0, 1, 2, 3, 63, 64, 65, 127, 128, 150, 199, 200, 500] {
+            let split = listed.partition_point(|&index| index < start);
+            let expected: Vec<u32> = listed[split..].iter().chain(&listed[..split]).copied().collect();
+            let got: Vec<u32> = mine.difference_from(&other, start).collect();
+            assert_eq!(got, expected, "start {start}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xb17f),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Matches the listed difference rotated at `start`, for any sets and start.
+        #[test]
+        fn difference_from_is_rotated_difference(
+            len in 0u32..300,
+            seed_mine in proptest::collection::vec(proptest::bool::ANY, 300),
+            seed_other in proptest::collection::vec(proptest::bool::ANY, 300),
+            start in 0u32..320,
+        ) {
+            let mut mine = Bitfield::new(len);
+            let mut other = Bitfield::new(len);
+            for index in 0..len {
+                if seed_mine[index as usize] { mine.insert(index); }
+                if seed_other[index as usize] { other.insert(index); }
+            }
+            let listed = mine.difference(&other);
+            let split = if start < len { listed.partition_point(|&index| index < start) } else { 0 };
+            let expected: Vec<u32> = listed[split..].iter().chain(&listed[..split]).copied().collect();
+            let got: Vec<u32> = mine.difference_from(&other, start).collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn difference_from_empty_set() {
+        let empty = Bitfield::new(0);
+        assert_eq!(empty.difference_from(&empty, 0).count(), 0);
     }
 
     #[test]

@@ -35,11 +35,14 @@ const UNMEASURED_STALL: f64 = 3.0;
 /// every one of them in flight. A stored chunk leaves `in_flight` when it is stored,
 /// whichever request delivered it.
 fn in_endgame(transfer: &Transfer) -> bool {
+    // Cheap tests first: drivers ask after every input, and counting the chunks held
+    // reads the whole bitfield.
+    let in_flight = transfer.in_flight.len();
+    if transfer.state != TransferState::Downloading || in_flight == 0 || in_flight > ENDGAME_CHUNKS {
+        return false;
+    }
     let missing = transfer.chunk_count() as usize - transfer.have.count() as usize;
-    transfer.state == TransferState::Downloading
-        && missing > 0
-        && missing <= ENDGAME_CHUNKS
-        && missing == transfer.in_flight.len()
+    missing == in_flight
 }
 
 /// Seconds after which a request for `len` bytes to `peer` counts as stalled.

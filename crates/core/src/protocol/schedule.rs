@@ -101,8 +101,11 @@ impl Node {
                 transfer.share_dropped = true;
             }
             let share_dropped = transfer.share_dropped;
+            // Requests change no peer's hello, rest or ban, so one pass needs the
+            // shares once.
+            let mut shares = None;
             while self.may_request_more(&patch) {
-                let Some((peer, index)) = self.pick_request(&patch, share_dropped) else {
+                let Some((peer, index)) = self.pick_request(&patch, share_dropped, &mut shares) else {
                     break;
                 };
                 self.start_chunk_request(now, peer, ChunkId { patch: patch.clone(), index });
@@ -133,7 +136,9 @@ impl Node {
     }
 
     /// Ranks a peer as a source; `None` if the policy or its free slots rule it out.
-    fn source_rank(&self, peer: &Peer, chunk_len: u32) -> Option<u8> {
+    /// `origin_in_flight` is [`Node::origin_requests_in_flight`], counted once per pick
+    /// rather than once per peer.
+    fn source_rank(&self, peer: &Peer, chunk_len: u32, origin_in_flight: u32) -> Option<u8> {
         let hello = peer.hello.as_ref()?;
         let same_site = hello.site == self.config.site;
         let allowed = match self.config.source_policy {
@@ -147,7 +152,7 @@ impl Node {
             return None;
         }
         if peer.is_origin() {
-            if self.origin_requests_in_flight() >= self.config.max_requests_to_origin {
+            if origin_in_flight >= self.config.max_requests_to_origin {
                 return None;
             }
             return Some(2);
@@ -161,9 +166,11 @@ impl Node {
     }
 
     /// Picks the next chunk request for `patch`; with `share_dropped` the node fetches
-    /// any chunk from other sites, not only its site share.
-    fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool) -> Option<(PeerId, u32)> {
+    /// any chunk from other sites, not only its site share. `shares` caches
+    /// [`Node::shares`] across the picks of one pass.
+    fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool, shares: &mut Option<Shares>) -> Option<(PeerId, u32)> {
         let chunk_len = self.transfers.get(patch)?.announcement.header.chunk_size;
+        let origin_in_flight = self.origin_requests_in_flight();
         let mut candidates: Vec<(u8, u32, u64, &PeerId, &Peer)> = Vec::new();
         for (id, peer) in &self.peers {
             if self.banned.contains_key(id) {
@@ -173,7 +180,7 @@ impl Node {
             if !holds_patch {
                 continue;
             }
-            if let Some(rank) = self.source_rank(peer, chunk_len) {
+            if let Some(rank) = self.source_rank(peer, chunk_len, origin_in_flight) {
                 candidates.push((rank, peer.in_flight, 0, id, peer));
             }
         }
@@ -185,9 +192,9 @@ impl Node {
 
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
-        // Working out the shares sorts the site names. A pick that ends at a peer of this
-        // node's site never needs them, so they are worked out when first needed.
-        let mut shares: Option<Shares> = None;
+        // Working out the shares sorts the site names. A pass whose picks all end at
+        // peers of this node's site never needs them, so they are worked out when first
+        // needed.
         let shares_of = |node: &Node| {
             let mut shares = node.shares();
             if share_dropped {
@@ -234,17 +241,14 @@ impl Node {
                 }
                 continue;
             }
-            // Only chunks the peer has and this node lacks are worth a look; listing
-            // them bytewise first saves testing every index against every peer.
+            // Only chunks the peer has and this node lacks are worth a look; reading
+            // them a word at a time saves testing every index against every peer. They
+            // are visited from `start` with wrap-around, as a full scan from there would.
             let Some(advertised) = advertised else {
                 continue;
             };
-            let listed = advertised.difference(&transfer.have);
-            // Visit them from `start` and wrap around, as a full scan from there would.
-            let split = listed.partition_point(|&index| index < start);
-            let order = listed[split..].iter().chain(&listed[..split]).copied();
             let mut best: Option<(u32, u32)> = None;
-            for index in order {
+            for index in advertised.difference_from(&transfer.have, start) {
                 if transfer.in_flight.contains_key(&index) {
                     continue;
                 }
