@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patchmesh_sim::{Scenario, Strategy};
 
 /// Simulate rollouts over a modelled WAN before running them.
@@ -91,30 +91,36 @@ fn run_scenario(options: RunOptions) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
 
-    let bar = ProgressBar::new(0);
-    if std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} nodes  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+    // One bar per strategy: strategies run side by side on as many cores as there are.
+    let bars = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
     } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let mut current = None;
-    let report = patchmesh_sim::simulate(&scenario, seed, &mut |strategy, progress| {
-        if current != Some(strategy) {
-            current = Some(strategy);
-            bar.reset();
-            bar.set_prefix(strategy.name());
-            bar.set_length(progress.total as u64);
-        }
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>13} [{bar:40}] {pos}/{len} nodes  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let strategy_bars: Vec<(Strategy, ProgressBar)> = scenario
+        .strategies
+        .iter()
+        .map(|&strategy| {
+            let bar = bars.add(ProgressBar::new(0).with_style(style.clone()).with_prefix(strategy.name()));
+            (strategy, bar)
+        })
+        .collect();
+    let report = patchmesh_sim::simulate(&scenario, seed, &|strategy, progress| {
+        let Some((_, bar)) = strategy_bars.iter().find(|(s, _)| *s == strategy) else {
+            return;
+        };
+        bar.set_length(progress.total as u64);
         bar.set_position(progress.complete as u64);
         bar.set_message(format!("virtual {:.1} s", progress.virtual_s));
     })
     .map_err(|error| anyhow::anyhow!("simulation of {} failed: {error}", options.path.display()))?;
-    bar.finish_and_clear();
+    for (_, bar) in &strategy_bars {
+        bar.finish_and_clear();
+    }
+    bars.clear().ok();
 
     let json_to_stdout = options.json.as_deref() == Some("-");
     if !options.quiet {

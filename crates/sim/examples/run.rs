@@ -21,7 +21,7 @@ fn main() {
         eprintln!("warning: {warning}");
     }
     let started = Instant::now();
-    let report = match patchmesh_sim::simulate(&scenario, scenario.seed, &mut |strategy, progress| {
+    let report = match patchmesh_sim::simulate(&scenario, scenario.seed, &|strategy, progress| {
         if std::env::var_os("SIM_TRACE").is_some() {
             eprintln!("{} {progress:?}", strategy.name());
         }

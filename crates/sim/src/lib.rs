@@ -51,14 +51,26 @@ pub fn parse_seed(text: &str) -> Result<u64, SeedError> {
 
 /// Runs every strategy of `scenario` with `seed` and reports. `progress` receives the
 /// strategy being run and its progress.
-pub fn simulate(scenario: &Scenario, seed: u64, progress: &mut dyn FnMut(Strategy, Progress)) -> Result<Report, String> {
+///
+/// Strategies share nothing, so each runs on a thread of its own, up to the number of
+/// cores. A strategy's run is the same on any thread, so the report does not depend on
+/// how many cores there are.
+pub fn simulate(scenario: &Scenario, seed: u64, progress: &(dyn Fn(Strategy, Progress) + Sync)) -> Result<Report, String> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    simulate_on(scenario, seed, threads, progress)
+}
+
+/// [`simulate`] on at most `threads` threads; 0 or 1 runs the strategies one after the
+/// other on the calling thread.
+pub fn simulate_on(
+    scenario: &Scenario,
+    seed: u64,
+    threads: usize,
+    progress: &(dyn Fn(Strategy, Progress) + Sync),
+) -> Result<Report, String> {
     let bound = lower_bound(scenario);
-    let mut results = Vec::new();
-    for &strategy in &scenario.strategies {
-        let world = World::new(scenario, strategy, seed)?;
-        let outcome = world.run(&mut |p| progress(strategy, p));
-        results.push(StrategyResult::from_outcome(scenario, &outcome));
-    }
+    let outcomes = run_strategies(scenario, seed, threads, progress)?;
+    let results = outcomes.iter().map(|outcome| StrategyResult::from_outcome(scenario, outcome)).collect();
     let origin_budget_bytes = scenario.origin_budget.map(|copies| (copies * scenario.patch.bytes as f64).round() as u64);
     Ok(Report {
         scenario: scenario.name.clone(),
@@ -71,4 +83,52 @@ pub fn simulate(scenario: &Scenario, seed: u64, progress: &mut dyn FnMut(Strateg
         bound: Some(bound),
         warnings: scenario.warnings.clone(),
     })
+}
+
+/// Runs each strategy of `scenario` on one of at most `threads` threads and returns their
+/// outcomes in the scenario's order.
+fn run_strategies(
+    scenario: &Scenario,
+    seed: u64,
+    threads: usize,
+    progress: &(dyn Fn(Strategy, Progress) + Sync),
+) -> Result<Vec<RunOutcome>, String> {
+    let run = |strategy: Strategy| -> Result<RunOutcome, String> {
+        let world = World::new(scenario, strategy, seed)?;
+        Ok(world.run(&mut |p| progress(strategy, p)))
+    };
+    let strategies = &scenario.strategies;
+    if threads <= 1 || strategies.len() <= 1 {
+        return strategies.iter().map(|&strategy| run(strategy)).collect();
+    }
+    // Threads take strategies in order from a shared counter, so the longest (listed
+    // first by default: mesh) starts at once and the rest fill the other threads.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Result<RunOutcome, String>>> = (0..strategies.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(strategies.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&strategy) = strategies.get(index) else {
+                            return done;
+                        };
+                        done.push((index, run(strategy)));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let done = match worker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            for (index, outcome) in done {
+                slots[index] = Some(outcome);
+            }
+        }
+    });
+    slots.into_iter().map(|slot| slot.expect("every strategy ran")).collect()
 }

@@ -56,7 +56,7 @@ fn partition_heals_and_finishes() {
         Ok(scenario) => scenario,
         Err(error) => panic!("scenario rejected: {error}"),
     };
-    let report = simulate(&scenario, scenario.seed, &mut |_, _| {}).expect("simulation runs");
+    let report = simulate(&scenario, scenario.seed, &|_, _| {}).expect("simulation runs");
     let mesh = &report.results[0];
     let completion = |site: &str| {
         mesh.per_site

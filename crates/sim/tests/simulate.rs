@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use patchmesh_sim::{Scenario, Strategy, simulate};
+use patchmesh_sim::{Scenario, Strategy, simulate, simulate_on};
 use proptest::prelude::*;
 
 fn scenario(text: &str) -> Scenario {
@@ -13,7 +13,7 @@ fn scenario(text: &str) -> Scenario {
 }
 
 fn run(scenario: &Scenario) -> patchmesh_sim::Report {
-    simulate(scenario, scenario.seed, &mut |_, _| {}).expect("simulation runs")
+    simulate(scenario, scenario.seed, &|_, _| {}).expect("simulation runs")
 }
 
 /// canaccord-26 with its patch shrunk so the test stays fast in a debug build.
@@ -49,6 +49,14 @@ fn same_seed_same_json() {
     let first = run(&scenario).to_json();
     let second = run(&scenario).to_json();
     assert_eq!(first, second);
+}
+
+#[test]
+fn threads_do_not_change_the_report() {
+    let scenario = small_canaccord();
+    let one = simulate_on(&scenario, scenario.seed, 1, &|_, _| {}).expect("simulation runs").to_json();
+    let three = simulate_on(&scenario, scenario.seed, 3, &|_, _| {}).expect("simulation runs").to_json();
+    assert_eq!(one, three);
 }
 
 #[test]

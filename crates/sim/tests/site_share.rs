@@ -41,6 +41,6 @@ name = "site-002"
 #[test]
 fn partial_site_views_finish() {
     let scenario = Scenario::from_toml(PARTIAL_VIEWS, Path::new("."), "test").expect("scenario loads");
-    let report = simulate(&scenario, scenario.seed, &mut |_, _| {}).expect("simulation runs");
+    let report = simulate(&scenario, scenario.seed, &|_, _| {}).expect("simulation runs");
     assert!(report.results[0].makespan_s.is_some(), "some node never finished the patch");
 }

@@ -34,7 +34,7 @@ latency = "5ms"
 #[test]
 fn abandoned_request_stops_its_flow() {
     let scenario = Scenario::from_toml(SLOW_BRANCH, Path::new("."), "test").expect("scenario loads");
-    let report = simulate(&scenario, scenario.seed, &mut |_, _| {}).expect("simulation runs");
+    let report = simulate(&scenario, scenario.seed, &|_, _| {}).expect("simulation runs");
     let branch = &report.results[0].per_site[1];
     assert_eq!(branch.site, "branch");
     assert_eq!(
