@@ -134,12 +134,23 @@ impl Bitfield {
     /// from 0 up to `start`: the order of a scan that starts at `start` and wraps around.
     /// Works a word at a time and allocates nothing, so a scheduler that stops at the
     /// first good chunk pays only for the words it reads.
-    pub fn difference_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> DifferenceFrom<'a> {
+    pub fn difference_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> ScanFrom<'a> {
+        self.scan_from(other, start, true)
+    }
+
+    /// The indices in both this set and `other`, in the order of
+    /// [`Bitfield::difference_from`].
+    pub fn intersection_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> ScanFrom<'a> {
+        self.scan_from(other, start, false)
+    }
+
+    fn scan_from<'a>(&'a self, other: &'a Bitfield, start: u32, complement: bool) -> ScanFrom<'a> {
         // A start past the end scans from 0, as a scan from the end that wraps would.
         let start = if start < self.len { start } else { 0 };
-        DifferenceFrom {
+        ScanFrom {
             mine: self,
             other,
+            complement,
             words: self.bits.len().div_ceil(8),
             first: (start / 64) as usize,
             low_bits: start % 64,
@@ -147,6 +158,27 @@ impl Bitfield {
             word: 0,
             pending: 0,
         }
+    }
+
+    /// Builds a set over `len` chunks from its words, chunk `64·w + b` in bit `b` of word
+    /// `w`; bits past `len` and words past the end are dropped.
+    pub fn from_words(len: u32, words: impl IntoIterator<Item = u64>) -> Self {
+        let mut field = Bitfield::new(len);
+        for (word, value) in words.into_iter().enumerate() {
+            let start = word * 8;
+            if start >= field.bits.len() {
+                break;
+            }
+            let end = (start + 8).min(field.bits.len());
+            field.bits[start..end].copy_from_slice(&value.to_le_bytes()[..end - start]);
+        }
+        let tail_bits = len % 8;
+        if tail_bits != 0
+            && let Some(last) = field.bits.last_mut()
+        {
+            *last &= (1u8 << tail_bits) - 1;
+        }
+        field
     }
 
     /// Returns chunks `64·word ..= 64·word + 63` as one word, chunk `64·word + b` in bit
@@ -161,11 +193,13 @@ impl Bitfield {
     }
 }
 
-/// The iterator of [`Bitfield::difference_from`].
+/// The iterator of [`Bitfield::difference_from`] and [`Bitfield::intersection_from`].
 #[derive(Debug)]
-pub struct DifferenceFrom<'a> {
+pub struct ScanFrom<'a> {
     mine: &'a Bitfield,
     other: &'a Bitfield,
+    /// Whether `other` is read complemented: a difference rather than an intersection.
+    complement: bool,
     words: usize,
     /// The word that holds the start index, and the start's bit within it.
     first: usize,
@@ -179,12 +213,13 @@ pub struct DifferenceFrom<'a> {
     pending: u64,
 }
 
-impl DifferenceFrom<'_> {
-    /// The word read at `step` and its bits in `mine` but not in `other`, masked to
-    /// the part of the word that step covers.
+impl ScanFrom<'_> {
+    /// The word read at `step` and the bits it yields, masked to the part of the word
+    /// that step covers.
     fn read(&self, step: usize) -> (usize, u64) {
         let word = (self.first + step) % self.words;
-        let missing = self.mine.word(word) & !self.other.word(word);
+        let other = self.other.word(word);
+        let missing = self.mine.word(word) & if self.complement { !other } else { other };
         let below_start = (1u64 << self.low_bits) - 1;
         let part = if step == 0 {
             !below_start
@@ -197,7 +232,7 @@ impl DifferenceFrom<'_> {
     }
 }
 
-impl Iterator for DifferenceFrom<'_> {
+impl Iterator for ScanFrom<'_> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
@@ -315,6 +350,37 @@ mod tests {
             let got: Vec<u32> = mine.difference_from(&other, start).collect();
             proptest::prop_assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn intersection_from_lists_common_indices() {
+        let mut mine = Bitfield::new(130);
+        let mut other = Bitfield::new(130);
+        for index in [1, 5, 64, 100, 129] {
+            mine.insert(index);
+        }
+        for index in [5, 64, 99, 129] {
+            other.insert(index);
+        }
+        let got: Vec<u32> = mine.intersection_from(&other, 70).collect();
+        assert_eq!(got, vec![129, 5, 64]);
+    }
+
+    #[test]
+    fn from_words_drops_bits_past_len() {
+        let field = Bitfield::from_words(70, [u64::MAX, u64::MAX, u64::MAX]);
+        assert_eq!(field.count(), 70);
+        assert!(field.validate(70).is_ok(), "padding bits set");
+    }
+
+    #[test]
+    fn from_words_round_trips_words() {
+        let mut field = Bitfield::new(150);
+        for index in [0, 7, 63, 64, 127, 149] {
+            field.insert(index);
+        }
+        let words: Vec<u64> = (0..3).map(|word| field.word(word)).collect();
+        assert_eq!(Bitfield::from_words(150, words), field);
     }
 
     #[test]

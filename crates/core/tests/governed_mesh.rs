@@ -242,6 +242,21 @@ fn rotated_key_counts_and_revoked_key_does_not() {
 }
 
 #[test]
+fn held_announcement_copy_rechecked_after_trust_change() {
+    let (mut mesh, manifest) = governed_mesh(2);
+    let from = mesh.names[0].clone();
+    let copy = mesh.input(1, |node, now| node.handle_gossip(now, &from, manifest.announcement().clone()));
+    assert_eq!(copy, Validation::Ignore, "an identical copy is a duplicate");
+
+    let revoked = next_trust(policy().signed(), &[ROOT], |next| {
+        next.revoke(&publisher().public());
+    });
+    mesh.input(1, |node, now| node.handle_trust(now, None, vec![revoked])).expect("version 2");
+    let after = mesh.input(1, |node, now| node.handle_gossip(now, &from, manifest.announcement().clone()));
+    assert_eq!(after, Validation::Reject, "a copy signed by a revoked key skipped the signature check");
+}
+
+#[test]
 fn trust_update_signed_only_by_new_root_rejected() {
     let (mut mesh, _) = governed_mesh(2);
     let takeover = next_trust(policy().signed(), &[NEW_ROOT], |next| {

@@ -542,6 +542,7 @@ impl Node {
         }
         let chain: Vec<SignedPolicy> = governance.trust_chain.iter().cloned().collect();
         self.trust = governance.policy.publisher_trust();
+        self.trust_epoch += 1;
         self.events.push_back(Event::TrustChanged { version });
         self.events.push_back(Event::Audit(AuditEvent::TrustChange { from_version: Some(current), to_version: version, revoked }));
 

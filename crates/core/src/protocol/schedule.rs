@@ -42,6 +42,7 @@
 use super::peer::Peer;
 use super::transfer::TransferState;
 use super::{Action, Node, Pending, SourcePolicy};
+use crate::Bitfield;
 use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
 use crate::wire::FetchRequest;
@@ -75,6 +76,40 @@ impl Shares {
     }
 }
 
+/// What the picks of one scheduling pass over a patch share. A pick changes no peer's
+/// hello, rest or ban and no chunk held; it only puts one more chunk in flight, which
+/// [`Pass::picked`] takes out of the wanted sets.
+#[derive(Default)]
+struct Pass {
+    /// [`Node::shares`], adjusted for a dropped site share; worked out when first needed.
+    shares: Option<Shares>,
+    /// The chunks this node lacks and has not requested: what it may ask a peer at its
+    /// own site for.
+    wanted: Option<Bitfield>,
+    /// Those of `wanted` in this node's site share: what it may ask a peer at another
+    /// site for under the mesh policy.
+    wanted_remote: Option<Bitfield>,
+}
+
+impl Pass {
+    fn picked(&mut self, index: u32) {
+        for wanted in [&mut self.wanted, &mut self.wanted_remote].into_iter().flatten() {
+            wanted.remove(index);
+        }
+    }
+}
+
+/// The chunks of `transfer` neither held nor in flight.
+fn wanted_chunks(transfer: &super::transfer::Transfer) -> Bitfield {
+    let count = transfer.chunk_count();
+    let words = (count as usize).div_ceil(64);
+    let mut wanted = Bitfield::from_words(count, (0..words).map(|word| !transfer.have.word(word)));
+    for &index in transfer.in_flight.keys() {
+        wanted.remove(index);
+    }
+    wanted
+}
+
 impl Node {
     pub(super) fn schedule_chunks(&mut self, now: Timestamp) {
         let mut downloading: Vec<PatchKey> = self
@@ -101,13 +136,12 @@ impl Node {
                 transfer.share_dropped = true;
             }
             let share_dropped = transfer.share_dropped;
-            // Requests change no peer's hello, rest or ban, so one pass needs the
-            // shares once.
-            let mut shares = None;
+            let mut pass = Pass::default();
             while self.may_request_more(&patch) {
-                let Some((peer, index)) = self.pick_request(&patch, share_dropped, &mut shares) else {
+                let Some((peer, index)) = self.pick_request(&patch, share_dropped, &mut pass) else {
                     break;
                 };
+                pass.picked(index);
                 self.start_chunk_request(now, peer, ChunkId { patch: patch.clone(), index });
             }
             if let Some(transfer) = self.transfers.get_mut(&patch) {
@@ -166,9 +200,9 @@ impl Node {
     }
 
     /// Picks the next chunk request for `patch`; with `share_dropped` the node fetches
-    /// any chunk from other sites, not only its site share. `shares` caches
-    /// [`Node::shares`] across the picks of one pass.
-    fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool, shares: &mut Option<Shares>) -> Option<(PeerId, u32)> {
+    /// any chunk from other sites, not only its site share. `pass` holds what the picks
+    /// of one pass share.
+    fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool, pass: &mut Pass) -> Option<(PeerId, u32)> {
         let chunk_len = self.transfers.get(patch)?.announcement.header.chunk_size;
         let origin_in_flight = self.origin_requests_in_flight();
         let mut candidates: Vec<(u8, u32, u64, &PeerId, &Peer)> = Vec::new();
@@ -235,27 +269,36 @@ impl Node {
                     same_site,
                     start,
                 };
-                let shares = *shares.get_or_insert_with(|| shares_of(self));
+                let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
                 if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
                     return Some((id.clone(), index));
                 }
                 continue;
             }
-            // Only chunks the peer has and this node lacks are worth a look; reading
-            // them a word at a time saves testing every index against every peer. They
-            // are visited from `start` with wrap-around, as a full scan from there would.
+            // Only chunks the peer has that this node wants from it are worth a look:
+            // reading them a word at a time from the wanted set (chunks neither held nor
+            // in flight, and for a peer at another site only this node's site share)
+            // saves testing each index. They are visited from `start` with wrap-around,
+            // as a full scan from there would.
             let Some(advertised) = advertised else {
                 continue;
             };
+            let wanted = pass.wanted.get_or_insert_with(|| wanted_chunks(transfer));
+            let wanted: &Bitfield = if only_unheld && !same_site {
+                let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
+                pass.wanted_remote.get_or_insert_with(|| {
+                    let mut remote = wanted.clone();
+                    let others: Vec<u32> = wanted.intersection_from(wanted, 0).filter(|&index| !shares.fetches_remotely(index)).collect();
+                    for index in others {
+                        remote.remove(index);
+                    }
+                    remote
+                })
+            } else {
+                &*wanted
+            };
             let mut best: Option<(u32, u32)> = None;
-            for index in advertised.difference_from(&transfer.have, start) {
-                if transfer.in_flight.contains_key(&index) {
-                    continue;
-                }
-                // Chunks outside this node's site share come from its site neighbours.
-                if only_unheld && !same_site && !shares.get_or_insert_with(|| shares_of(self)).fetches_remotely(index) {
-                    continue;
-                }
+            for index in advertised.intersection_from(wanted, start) {
                 // Lower is better: rarest first.
                 let rarity = transfer.availability[index as usize];
                 if best.is_none_or(|(_, best_rarity)| rarity < best_rarity) {

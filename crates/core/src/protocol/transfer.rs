@@ -99,6 +99,9 @@ pub(crate) struct Transfer {
     /// say). It is kept for good: the version stays verified and served, but its status
     /// reports count it failed, so later waves stay closed.
     pub(crate) hook_failure: Option<String>,
+    /// The node's trust epoch when this announcement's signatures were checked, if they
+    /// were on receipt: an identical copy under the same epoch needs no second check.
+    pub(crate) verified_epoch: Option<u64>,
 }
 
 impl Transfer {
@@ -130,6 +133,7 @@ impl Transfer {
             gate: None,
             last_error: None,
             hook_failure: None,
+            verified_epoch: None,
         }
     }
 
