@@ -42,6 +42,11 @@ enum SimCommand {
         /// under the mesh strategy; overrides the scenario's `origin_budget` key.
         #[arg(long, value_name = "COPIES")]
         origin_budget: Option<String>,
+        /// Run at most this many strategies at once, each on a thread of its own;
+        /// default: the number of cores. Each holds its own copy of the simulated
+        /// network, so memory grows with it.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
         /// Do not print the table.
         #[arg(long, short)]
         quiet: bool,
@@ -51,9 +56,17 @@ enum SimCommand {
 /// Runs a `patchmesh sim` command.
 pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
     match args.command {
-        SimCommand::Run { scenario, seed, json, csv, plot, strategy, origin_budget, quiet } => {
-            run_scenario(RunOptions { path: scenario, seed, json, csv, plot, strategies: strategy, origin_budget, quiet })
-        }
+        SimCommand::Run { scenario, seed, json, csv, plot, strategy, origin_budget, jobs, quiet } => run_scenario(RunOptions {
+            path: scenario,
+            seed,
+            json,
+            csv,
+            plot,
+            strategies: strategy,
+            origin_budget,
+            jobs: jobs.map(usize::from),
+            quiet,
+        }),
     }
 }
 
@@ -65,6 +78,7 @@ struct RunOptions {
     plot: Option<PathBuf>,
     strategies: Vec<String>,
     origin_budget: Option<String>,
+    jobs: Option<usize>,
     quiet: bool,
 }
 
@@ -108,7 +122,8 @@ fn run_scenario(options: RunOptions) -> anyhow::Result<()> {
             (strategy, bar)
         })
         .collect();
-    let report = patchmesh_sim::simulate(&scenario, seed, &|strategy, progress| {
+    let jobs = options.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let report = patchmesh_sim::simulate_on(&scenario, seed, jobs, &|strategy, progress| {
         let Some((_, bar)) = strategy_bars.iter().find(|(s, _)| *s == strategy) else {
             return;
         };
