@@ -18,6 +18,10 @@ use std::collections::{BTreeSet, BinaryHeap};
 use crate::finish_queue::FinishQueue;
 use crate::hops::Hops;
 
+/// While the flows form one component, every this many recomputes search for it again
+/// rather than fill every flow; see [`FlowNet::recompute`].
+const SEARCH_EVERY: u64 = 64;
+
 /// Index of a directed link.
 pub type LinkId = usize;
 /// Index of a flow; indices of finished flows are reused.
@@ -107,6 +111,13 @@ pub struct FlowNet {
     /// link's current share (see [`FlowNet::fill`]).
     queued_share: Vec<f64>,
     generation: u32,
+    /// Whether the last search found every flow in one component, and how many
+    /// recomputes ran; see [`FlowNet::recompute`].
+    whole_last: bool,
+    recomputes: u64,
+    /// Tests set this to search for the component on every recompute.
+    #[cfg(test)]
+    always_search: bool,
     scratch: Scratch,
 }
 
@@ -292,7 +303,23 @@ impl FlowNet {
         }
         self.generation += 3;
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.find_component(&mut scratch);
+        // Filling a union of components gives each the rates it would get alone, so
+        // filling every flow is exact too. When the last search found a single
+        // component holding every flow (any mesh that shares an origin or a core), a
+        // pass over all flows in index order replaces the search, which visits each
+        // flow once per link it crosses in scattered order. Every 64th recompute
+        // searches again, in case the network has split since.
+        self.recomputes += 1;
+        #[cfg(test)]
+        let whole_last = self.whole_last && !self.always_search;
+        #[cfg(not(test))]
+        let whole_last = self.whole_last;
+        if whole_last && self.recomputes % SEARCH_EVERY != 0 {
+            self.take_every_flow(&mut scratch);
+        } else {
+            self.find_component(&mut scratch);
+            self.whole_last = scratch.flows.len() == self.flow_count();
+        }
         self.fill(&mut scratch, now_us);
         let changed = scratch.predictions.len();
         self.finishing.set_all(&scratch.predictions);
@@ -354,6 +381,29 @@ impl FlowNet {
         } else {
             scratch.capped.sort_unstable();
         }
+    }
+
+    /// Lists every link that carries a flow and every flow, as [`FlowNet::find_component`]
+    /// lists a component.
+    fn take_every_flow(&mut self, scratch: &mut Scratch) {
+        let generation = self.generation;
+        scratch.links.clear();
+        scratch.flows.clear();
+        scratch.capped.clear();
+        self.dirty.clear();
+        for (link, flows) in self.link_flows.iter().enumerate() {
+            if !flows.is_empty() {
+                self.link_mark[link] = generation;
+                scratch.links.push(link);
+            }
+        }
+        for (id, flow) in self.flows.iter().enumerate() {
+            if flow.is_some() {
+                self.flow_mark[id] = generation;
+                scratch.flows.push(id);
+            }
+        }
+        scratch.capped.extend(self.capped.iter().copied());
     }
 
     /// Progressive filling over the component: repeatedly freezes the flows of the link
@@ -604,8 +654,10 @@ mod tests {
         fn incremental_rates_match_from_scratch(
             capacities in proptest::collection::vec(1u32..100, 1..8),
             steps in proptest::collection::vec(step(), 1..60),
+            always_search in any::<bool>(),
         ) {
             let mut net = FlowNet::new();
+            net.always_search = always_search;
             let capacity: Vec<f64> = capacities.iter().map(|&mbytes| f64::from(mbytes) * 1e6).collect();
             for &bytes_per_second in &capacity {
                 net.add_link(bytes_per_second);
@@ -647,6 +699,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn filling_every_flow_matches_two_components() {
+        // Two flows share link 0: one component holding every flow, so the next
+        // recompute fills every flow instead of searching. Then a flow starts on a link
+        // of its own, a second component, and each must still get its own rates.
+        let mut net = FlowNet::new();
+        let shared = net.add_link(10e6);
+        let alone = net.add_link(3e6);
+        let a = net.add_flow(0, vec![shared], 1e9, f64::INFINITY);
+        let b = net.add_flow(0, vec![shared], 1e9, f64::INFINITY);
+        net.recompute(0);
+        assert!(net.whole_last, "one component held every flow");
+        let c = net.add_flow(1, vec![alone], 1e9, f64::INFINITY);
+        net.recompute(1);
+        assert_eq!(net.rate(a), 5e6);
+        assert_eq!(net.rate(b), 5e6);
+        assert_eq!(net.rate(c), 3e6);
+        net.remove_flow(2, a);
+        net.recompute(2);
+        assert_eq!(net.rate(b), 10e6);
+        assert_eq!(net.rate(c), 3e6);
     }
 
     #[test]
