@@ -953,10 +953,16 @@ impl Node {
     /// and has not requested while it downloads that patch. Only then can the `Have`
     /// change a scheduling pass.
     fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) -> bool {
-        let Some(state) = self.peers.get_mut(from) else {
+        let Some(state) = self.peers.get(from) else {
             return false;
         };
         let counted = !state.is_origin();
+        // Under the central and office-cache policies most peers are never a source:
+        // their chunks give this node nothing new to request.
+        let source = self.policy_allows(state);
+        let Some(state) = self.peers.get_mut(from) else {
+            return false;
+        };
         let Some(bits) = state.have.get_mut(&patch) else {
             // A `Have` extends a `Bitfield`; drivers deliver messages in order, so this
             // peer skipped one. Its next `Bitfield` will carry these chunks.
@@ -982,7 +988,7 @@ impl Node {
                     wanted |= !transfer.have.contains(index) && !transfer.in_flight.contains_key(&index);
                 }
             }
-            wanted &= transfer.state == TransferState::Downloading;
+            wanted &= source && transfer.state == TransferState::Downloading;
         }
         if out_of_range {
             self.strike(from, format!("Have for {patch} names a chunk past the end"));

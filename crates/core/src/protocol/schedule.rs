@@ -175,14 +175,8 @@ impl Node {
     fn source_rank(&self, peer: &Peer, chunk_len: u32, origin_in_flight: u32) -> Option<u8> {
         let hello = peer.hello.as_ref()?;
         let same_site = hello.site == self.config.site;
-        let allowed = match self.config.source_policy {
-            SourcePolicy::Mesh => true,
-            SourcePolicy::Central => peer.is_origin(),
-            SourcePolicy::OfficeCache if self.config.site_cache => peer.is_origin(),
-            SourcePolicy::OfficeCache => same_site && peer.is_site_cache(),
-        };
         let depth = peer.pipeline_depth(self.config.max_requests_per_peer, chunk_len);
-        if !allowed || peer.in_flight >= depth || peer.cooling_down {
+        if !self.policy_allows(peer) || peer.in_flight >= depth || peer.cooling_down {
             return None;
         }
         if peer.is_origin() {
@@ -192,6 +186,20 @@ impl Node {
             return Some(2);
         }
         Some(if same_site { 0 } else { 1 })
+    }
+
+    /// Whether the source policy lets this node fetch chunks from `peer` at all, busy
+    /// or not; a peer that has not said hello is not a source yet.
+    pub(super) fn policy_allows(&self, peer: &Peer) -> bool {
+        let Some(hello) = peer.hello.as_ref() else {
+            return false;
+        };
+        match self.config.source_policy {
+            SourcePolicy::Mesh => true,
+            SourcePolicy::Central => peer.is_origin(),
+            SourcePolicy::OfficeCache if self.config.site_cache => peer.is_origin(),
+            SourcePolicy::OfficeCache => hello.site == self.config.site && peer.is_site_cache(),
+        }
     }
 
     /// Whether `peer` can serve requests now: greeted, not resting, not banned.
