@@ -5,10 +5,39 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Equality and order of a shared string id: those of its text, with a pointer check
+/// first. Clones share one allocation, and maps keyed by ids compare them on every
+/// lookup, so equal ids mostly compare without reading the text.
+macro_rules! shared_str_order {
+    ($id:ident) => {
+        impl PartialEq for $id {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        impl Eq for $id {}
+
+        impl PartialOrd for $id {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $id {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+            }
+        }
+    };
+}
+
 /// A peer as the driver names it: the libp2p peer id in base58 for the daemon, a node
 /// name in the simulator. The core compares and prints it and gives it no other meaning.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Hash)]
 pub struct PeerId(Arc<str>);
+
+shared_str_order!(PeerId);
 
 impl PeerId {
     /// Wraps a driver's name for a peer.
@@ -45,9 +74,11 @@ pub const PATCH_ID_MAX_LEN: usize = 128;
 ///
 /// Shared, not owned: every message, request and chunk id carries one, so a clone is a
 /// reference count, not an allocation.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PatchId(Arc<str>);
+
+shared_str_order!(PatchId);
 
 /// A patch id that does not follow the grammar.
 #[derive(Debug, thiserror::Error)]

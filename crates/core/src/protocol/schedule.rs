@@ -70,6 +70,23 @@ impl Shares {
         index % self.site.1 == self.site.0
     }
 
+    /// Chunks `64·word ..= 64·word + 63` that this node fetches from outside its site,
+    /// as a word: chunk `64·word + b` in bit `b`, as [`Bitfield::word`] reads them.
+    fn remote_word(&self, word: usize) -> u64 {
+        let (position, nodes) = (u64::from(self.site.0), u64::from(self.site.1));
+        if nodes <= 1 {
+            return u64::MAX;
+        }
+        let base = word as u64 * 64;
+        let mut mask = 0;
+        let mut index = base + (position + nodes - base % nodes) % nodes;
+        while index < base + 64 {
+            mask |= 1 << (index - base);
+            index += nodes;
+        }
+        mask
+    }
+
     /// Whether chunk `index` is in this node's share of the origin's chunks.
     fn from_origin(&self, index: u32) -> bool {
         self.fetches_remotely(index) && (index / self.site.1) % self.sites.1 == self.sites.0
@@ -295,12 +312,8 @@ impl Node {
             let wanted: &Bitfield = if only_unheld && !same_site {
                 let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
                 pass.wanted_remote.get_or_insert_with(|| {
-                    let mut remote = wanted.clone();
-                    let others: Vec<u32> = wanted.intersection_from(wanted, 0).filter(|&index| !shares.fetches_remotely(index)).collect();
-                    for index in others {
-                        remote.remove(index);
-                    }
-                    remote
+                    let words = (wanted.len() as usize).div_ceil(64);
+                    Bitfield::from_words(wanted.len(), (0..words).map(|word| wanted.word(word) & shares.remote_word(word)))
                 })
             } else {
                 &*wanted
@@ -378,5 +391,21 @@ impl Node {
         let fetch = FetchRequest::Chunk { patch: chunk.patch, index: chunk.index };
         self.actions.push_back(Action::Request { request, peer, fetch });
         request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shares;
+
+    #[test]
+    fn remote_word_matches_fetches_remotely() {
+        for (position, nodes) in [(0, 1), (0, 2), (1, 2), (2, 3), (4, 5), (6, 7), (63, 64), (64, 65), (99, 100)] {
+            let shares = Shares { site: (position, nodes), sites: (0, 1) };
+            for word in 0..4 {
+                let expected = (0..64u32).filter(|bit| shares.fetches_remotely(word as u32 * 64 + bit)).fold(0u64, |mask, bit| mask | 1 << bit);
+                assert_eq!(shares.remote_word(word), expected, "position {position} of {nodes}, word {word}");
+            }
+        }
     }
 }
