@@ -953,16 +953,13 @@ impl Node {
     /// and has not requested while it downloads that patch. Only then can the `Have`
     /// change a scheduling pass.
     fn on_have(&mut self, from: &PeerId, patch: PatchKey, indices: &[u32]) -> bool {
-        let Some(state) = self.peers.get(from) else {
+        let Some(state) = self.peers.get_mut(from) else {
             return false;
         };
         let counted = !state.is_origin();
         // Under the central and office-cache policies most peers are never a source:
         // their chunks give this node nothing new to request.
-        let source = self.policy_allows(state);
-        let Some(state) = self.peers.get_mut(from) else {
-            return false;
-        };
+        let source = schedule::policy_allows(&self.config, state);
         let Some(bits) = state.have.get_mut(&patch) else {
             // A `Have` extends a `Bitfield`; drivers deliver messages in order, so this
             // peer skipped one. Its next `Bitfield` will carry these chunks.

@@ -47,6 +47,8 @@ use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
 use crate::wire::FetchRequest;
 use super::origin_scan::OriginScan;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// How long a downloading node with no chunk request in flight waits for its site
@@ -113,6 +115,46 @@ impl Pass {
         for wanted in [&mut self.wanted, &mut self.wanted_remote].into_iter().flatten() {
             wanted.remove(index);
         }
+    }
+}
+
+/// A peer that may be asked for a chunk, ordered by (rank, requests in flight, random
+/// draw, id): the order in which a pick tries them.
+struct Candidate<'a> {
+    key: (u8, u32, u64, &'a PeerId),
+    peer: &'a Peer,
+}
+
+impl PartialEq for Candidate<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Candidate<'_> {}
+
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// [`Node::policy_allows`] for a node with `config`.
+pub(super) fn policy_allows(config: &super::NodeConfig, peer: &Peer) -> bool {
+    let Some(hello) = peer.hello.as_ref() else {
+        return false;
+    };
+    match config.source_policy {
+        SourcePolicy::Mesh => true,
+        SourcePolicy::Central => peer.is_origin(),
+        SourcePolicy::OfficeCache if config.site_cache => peer.is_origin(),
+        SourcePolicy::OfficeCache => hello.site == config.site && peer.is_site_cache(),
     }
 }
 
@@ -208,15 +250,7 @@ impl Node {
     /// Whether the source policy lets this node fetch chunks from `peer` at all, busy
     /// or not; a peer that has not said hello is not a source yet.
     pub(super) fn policy_allows(&self, peer: &Peer) -> bool {
-        let Some(hello) = peer.hello.as_ref() else {
-            return false;
-        };
-        match self.config.source_policy {
-            SourcePolicy::Mesh => true,
-            SourcePolicy::Central => peer.is_origin(),
-            SourcePolicy::OfficeCache if self.config.site_cache => peer.is_origin(),
-            SourcePolicy::OfficeCache => hello.site == self.config.site && peer.is_site_cache(),
-        }
+        policy_allows(&self.config, peer)
     }
 
     /// Whether `peer` can serve requests now: greeted, not resting, not banned.
@@ -246,8 +280,14 @@ impl Node {
         for candidate in &mut candidates {
             candidate.2 = self.rng.next_u64();
         }
-        // Peer ids are unique, so no two candidates compare equal.
-        candidates.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+        // Peer ids are unique, so no two candidates compare equal. Most picks end at the
+        // first candidate or the second, so a heap, built in O(n) and popped only as far
+        // as needed, gives the same order for less than a full sort.
+        let mut candidates: BinaryHeap<Reverse<Candidate>> = candidates
+            .into_iter()
+            .map(|(rank, in_flight, draw, id, peer)| Reverse(Candidate { key: (rank, in_flight, draw, id), peer }))
+            .collect();
+        let candidates = std::iter::from_fn(move || candidates.pop().map(|Reverse(candidate)| (candidate.key.3, candidate.peer)));
 
         let transfer = self.transfers.get(patch)?;
         let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
@@ -261,7 +301,7 @@ impl Node {
             }
             shares
         };
-        for (_, _, _, id, peer) in candidates {
+        for (id, peer) in candidates {
             let origin = peer.is_origin();
             let same_site = peer.hello.as_ref().is_some_and(|hello| hello.site == self.config.site);
             let advertised = peer.have.get(patch);
