@@ -43,8 +43,8 @@ enum SimCommand {
         #[arg(long, value_name = "COPIES")]
         origin_budget: Option<String>,
         /// Run at most this many strategies at once, each on a thread of its own;
-        /// default: the number of cores. Each holds its own copy of the simulated
-        /// network, so memory grows with it.
+        /// default: the number of cores. Each running strategy keeps its own copy of the
+        /// simulated network in memory.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
         /// Do not print the table.

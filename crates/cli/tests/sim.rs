@@ -60,5 +60,6 @@ fn zero_jobs_refused() {
     let output = patchmesh(dir.path(), &["sim", "run", "scenario.toml", "--jobs", "0"]);
     assert!(!output.status.success(), "--jobs 0 accepted");
     let message = text(&output);
-    assert!(message.contains("'0'") && message.contains("--jobs"), "{message}");
+    assert!(message.contains("'0'"), "rejected value not named: {message}");
+    assert!(message.contains("--jobs"), "option not named: {message}");
 }

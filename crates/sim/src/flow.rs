@@ -31,10 +31,10 @@ pub type FlowId = usize;
 /// recompute computes, so the first recompute always gives the flow a prediction.
 const UNRATED: f64 = -1.0;
 
-/// What a recompute does not need of a flow. Its path, cap and rate, which a recompute
-/// reads for every flow of the component, sit in arrays of their own
-/// ([`FlowNet::paths`] and the two after it) so that a component of hundreds of flows
-/// spans few cache lines: the protocol core runs between two recomputes and evicts them.
+/// What a recompute does not need of a flow. A recompute reads the path, cap and rate of
+/// every flow of the component, so those sit in arrays of their own ([`FlowNet::paths`]
+/// and the two after it). A component of hundreds of flows then spans few cache lines,
+/// which matters because the protocol core runs between two recomputes and evicts them.
 #[derive(Debug)]
 struct Progress {
     /// Per hop of the flow's path: its index in that link's flow list, so removal is O(1)
@@ -87,7 +87,7 @@ pub struct FlowNet {
     /// Per flow id: its rate in bytes per second, or [`UNRATED`].
     rates: Vec<f64>,
     /// (cap as bits, flow) of every capped flow, in order. A recompute whose component
-    /// holds a large part of them reads its own in order from here instead of sorting.
+    /// has a large part of them reads its own in order from here instead of sorting.
     /// A positive float's bits order as its value does.
     capped: BTreeSet<(u64, u32)>,
     /// Per flow id: its progress, or `None` for a free id.
@@ -304,11 +304,11 @@ impl FlowNet {
         self.generation += 3;
         let mut scratch = std::mem::take(&mut self.scratch);
         // Filling a union of components gives each the rates it would get alone, so
-        // filling every flow is exact too. When the last search found a single
-        // component holding every flow (any mesh that shares an origin or a core), a
-        // pass over all flows in index order replaces the search, which visits each
-        // flow once per link it crosses in scattered order. Every 64th recompute
-        // searches again, in case the network has split since.
+        // filling every flow is exact too. The search visits each flow once per link it
+        // crosses, in scattered order. When the last search found one component with
+        // every flow (any mesh that shares an origin or a core), a pass over all flows
+        // in index order replaces it. Every 64th recompute searches again, in case the
+        // network has split since.
         self.recomputes += 1;
         #[cfg(test)]
         let whole_last = self.whole_last && !self.always_search;
@@ -372,8 +372,8 @@ impl FlowNet {
                 }
             }
         }
-        // Sorting costs n·log n for the component's n capped flows; reading them in
-        // order from the set of all capped flows costs a pass over that set.
+        // Sorting the component's n capped flows costs n·log n. Reading them in order
+        // from the set of all capped flows costs one pass over that set.
         if scratch.capped.len() * 4 >= self.capped.len() {
             scratch.capped.clear();
             let members = self.capped.iter().filter(|&&(_, id)| self.flow_mark[id as usize] == generation);

@@ -565,8 +565,8 @@ impl Node {
     }
 
     /// An inbound fetch request from `from`. Serving adds no chunk this node could
-    /// request, so the input needs no scheduling pass of its own (see
-    /// [`Node::after_input_with`]); a busy peer sends many of these.
+    /// request, so the input runs no scheduling pass of its own (see
+    /// [`Node::after_input_with`]). A busy peer sends many of these.
     pub fn handle_fetch_request(&mut self, now: Timestamp, from: &PeerId, inbound: InboundId, fetch: FetchRequest) {
         let response = match fetch {
             FetchRequest::Body { patch } | FetchRequest::Chunk { patch, .. } if !self.may_serve(&patch) => {
@@ -1006,9 +1006,10 @@ impl Node {
         if let Err(error) = announcement.header.validate() {
             return drop(self, error.to_string(), Validation::Reject);
         }
-        // Flooding brings a copy from every neighbour. One identical to an announcement
-        // already verified under the same trust gives the answer the checks below
-        // would, without a second round of signature checks (tens of microseconds each).
+        // Flooding brings a copy from every neighbour. A copy identical to an
+        // announcement already verified under the same trust gets the verdict the checks
+        // below would give, without another round of signature checks (tens of
+        // microseconds each).
         if let Some(known) = self.transfers.get(&patch)
             && known.verified_epoch == Some(self.trust_epoch)
             && known.announcement == announcement

@@ -248,7 +248,7 @@ impl Node {
     }
 
     /// Whether the source policy lets this node fetch chunks from `peer` at all, busy
-    /// or not; a peer that has not said hello is not a source yet.
+    /// or not. A peer whose `Hello` has not arrived is not a source yet.
     pub(super) fn policy_allows(&self, peer: &Peer) -> bool {
         policy_allows(&self.config, peer)
     }
@@ -259,8 +259,8 @@ impl Node {
     }
 
     /// Picks the next chunk request for `patch`; with `share_dropped` the node fetches
-    /// any chunk from other sites, not only its site share. `pass` holds what the picks
-    /// of one pass share.
+    /// any chunk from other sites, not only its site share. `pass` caches what the
+    /// picks of one pass share.
     fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool, pass: &mut Pass) -> Option<(PeerId, u32)> {
         let chunk_len = self.transfers.get(patch)?.announcement.header.chunk_size;
         let origin_in_flight = self.origin_requests_in_flight();
@@ -340,11 +340,11 @@ impl Node {
                 }
                 continue;
             }
-            // Only chunks the peer has that this node wants from it are worth a look:
-            // reading them a word at a time from the wanted set (chunks neither held nor
-            // in flight, and for a peer at another site only this node's site share)
-            // saves testing each index. They are visited from `start` with wrap-around,
-            // as a full scan from there would.
+            // Only chunks the peer has that this node wants from it are worth a look.
+            // The wanted set lists chunks neither held nor in flight, and for a peer at
+            // another site only those in this node's site share. Reading it a word at a
+            // time saves testing each index. The chunks are visited from `start` with
+            // wrap-around, as a full scan from there would.
             let Some(advertised) = advertised else {
                 continue;
             };
