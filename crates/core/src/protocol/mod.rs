@@ -280,9 +280,10 @@ pub struct Node {
     trust: TrustPolicy,
     rng: SplitMix64,
     peers: BTreeMap<PeerId, Peer>,
-    /// Connected peers that have a cool-down deadline, past or future. Only their
+    /// Connected peers resting, or whose rest ended after the last input. Only their
     /// `cooling_down` flag can be true, so refreshing the flags and finding the next
-    /// wake-up visit these instead of every peer (the origin has thousands).
+    /// wake-up visit these instead of every peer (the origin has thousands). A peer
+    /// leaves once its flag is cleared, since every input visits the set.
     cooled: BTreeSet<PeerId>,
     /// Peers banned for invalid data; the driver refuses their connections.
     banned: BTreeMap<PeerId, String>,
@@ -848,13 +849,16 @@ impl Node {
     /// same: its pass is skipped unless a timed retry or endgame check is due.
     fn after_input_with(&mut self, now: Timestamp, new_work: bool) {
         let mut rested = false;
-        for id in &self.cooled {
-            if let Some(peer) = self.peers.get_mut(id) {
-                let cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
-                rested |= cooling_down != peer.cooling_down;
-                peer.cooling_down = cooling_down;
-            }
-        }
+        let peers = &mut self.peers;
+        self.cooled.retain(|id| {
+            let Some(peer) = peers.get_mut(id) else {
+                return false;
+            };
+            let cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+            rested |= cooling_down != peer.cooling_down;
+            peer.cooling_down = cooling_down;
+            cooling_down
+        });
         self.flush_have(now);
         self.refresh_waves(now);
         self.request_bodies(now);
