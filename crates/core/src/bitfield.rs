@@ -130,15 +130,15 @@ impl Bitfield {
         indices
     }
 
-    /// The indices in this set that `other` lacks, from `start` up to the end and then
-    /// from 0 up to `start`: the order of a scan that starts at `start` and wraps around.
+    /// Returns the indices in this set that `other` lacks, from `start` up to the end and
+    /// then from 0 up to `start`: the order of a scan that starts at `start` and wraps.
     /// Works a word at a time and allocates nothing, so a scheduler that stops at the
     /// first good chunk pays only for the words it reads.
     pub fn difference_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> ScanFrom<'a> {
         self.scan_from(other, start, true)
     }
 
-    /// The indices in both this set and `other`, in the order of
+    /// Returns the indices in both this set and `other`, in the order of
     /// [`Bitfield::difference_from`].
     pub fn intersection_from<'a>(&'a self, other: &'a Bitfield, start: u32) -> ScanFrom<'a> {
         self.scan_from(other, start, false)
@@ -161,7 +161,7 @@ impl Bitfield {
     }
 
     /// Builds a set over `len` chunks from its words, chunk `64·w + b` in bit `b` of word
-    /// `w`; bits past `len` and words past the end are dropped.
+    /// `w`. Bits past `len` and words past the end are dropped.
     pub fn from_words(len: u32, words: impl IntoIterator<Item = u64>) -> Self {
         let mut field = Bitfield::new(len);
         for (word, value) in words.into_iter().enumerate() {
@@ -201,7 +201,7 @@ pub struct ScanFrom<'a> {
     /// Whether `other` is read complemented: a difference rather than an intersection.
     complement: bool,
     words: usize,
-    /// The word that holds the start index, and the start's bit within it.
+    /// The word that contains the start index, and the start's bit within it.
     first: usize,
     low_bits: u32,
     /// The next word to read, counted from `first`: step 0 is the first word from the
@@ -214,8 +214,8 @@ pub struct ScanFrom<'a> {
 }
 
 impl ScanFrom<'_> {
-    /// The word read at `step` and the bits it yields, masked to the part of the word
-    /// that step covers.
+    /// Reads the word at `step` and returns its index and the bits it yields, masked to
+    /// the part of the word that step covers.
     fn read(&self, step: usize) -> (usize, u64) {
         let word = (self.first + step) % self.words;
         let other = self.other.word(word);

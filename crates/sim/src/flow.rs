@@ -31,10 +31,11 @@ pub type FlowId = usize;
 /// recompute computes, so the first recompute always gives the flow a prediction.
 const UNRATED: f64 = -1.0;
 
-/// What a recompute does not need of a flow. A recompute reads the path, cap and rate of
-/// every flow of the component, so those sit in arrays of their own ([`FlowNet::paths`]
-/// and the two after it). A component of hundreds of flows then spans few cache lines,
-/// which matters because the protocol core runs between two recomputes and evicts them.
+/// The state of a flow that a recompute does not read. A recompute reads the path, cap
+/// and rate of every flow of the component, so those sit in arrays of their own
+/// ([`FlowNet::paths`] and the two after it). A component of hundreds of flows then spans
+/// few cache lines, which matters because the protocol core runs between two recomputes
+/// and evicts them.
 #[derive(Debug)]
 struct Progress {
     /// Per hop of the flow's path: its index in that link's flow list, so removal is O(1)

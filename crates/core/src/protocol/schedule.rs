@@ -95,9 +95,9 @@ impl Shares {
     }
 }
 
-/// What the picks of one scheduling pass over a patch share. A pick changes no peer's
-/// hello, rest or ban and no chunk held; it only puts one more chunk in flight, which
-/// [`Pass::picked`] takes out of the wanted sets.
+/// The state the picks of one scheduling pass over a patch share. A pick changes no
+/// peer's hello, rest or ban and no chunk held. It only puts one more chunk in flight,
+/// which [`Pass::picked`] takes out of the wanted sets.
 #[derive(Default)]
 struct Pass {
     /// [`Node::shares`], adjusted for a dropped site share; worked out when first needed.
@@ -158,7 +158,7 @@ pub(super) fn policy_allows(config: &super::NodeConfig, peer: &Peer) -> bool {
     }
 }
 
-/// The chunks of `transfer` neither held nor in flight.
+/// Returns the chunks of `transfer` neither held nor in flight.
 fn wanted_chunks(transfer: &super::transfer::Transfer) -> Bitfield {
     let count = transfer.chunk_count();
     let words = (count as usize).div_ceil(64);
@@ -247,8 +247,8 @@ impl Node {
         Some(if same_site { 0 } else { 1 })
     }
 
-    /// Whether the source policy lets this node fetch chunks from `peer` at all, busy
-    /// or not. A peer whose `Hello` has not arrived is not a source yet.
+    /// Returns whether the source policy lets this node fetch chunks from `peer` at all,
+    /// busy or not. A peer whose `Hello` has not arrived is not a source yet.
     pub(super) fn policy_allows(&self, peer: &Peer) -> bool {
         policy_allows(&self.config, peer)
     }
