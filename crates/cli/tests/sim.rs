@@ -47,10 +47,10 @@ fn report(dir: &Path, jobs: &str) -> String {
 fn jobs_do_not_change_the_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("scenario.toml"), SCENARIO).expect("scenario");
-    let one = report(dir.path(), "1");
-    let three = report(dir.path(), "3");
-    assert!(one.contains("\"office-cache\""), "{one}");
-    assert_eq!(one, three);
+    let sequential = report(dir.path(), "1");
+    let parallel = report(dir.path(), "3");
+    assert!(sequential.contains("\"office-cache\""), "{sequential}");
+    assert_eq!(sequential, parallel);
 }
 
 #[test]

@@ -54,9 +54,9 @@ fn same_seed_same_json() {
 #[test]
 fn threads_do_not_change_the_report() {
     let scenario = small_canaccord();
-    let one = simulate_on(&scenario, scenario.seed, 1, &|_, _| {}).expect("simulation runs").to_json();
-    let three = simulate_on(&scenario, scenario.seed, 3, &|_, _| {}).expect("simulation runs").to_json();
-    assert_eq!(one, three);
+    let sequential = simulate_on(&scenario, scenario.seed, 1, &|_, _| {}).expect("simulation runs").to_json();
+    let parallel = simulate_on(&scenario, scenario.seed, 3, &|_, _| {}).expect("simulation runs").to_json();
+    assert_eq!(sequential, parallel);
 }
 
 #[test]
