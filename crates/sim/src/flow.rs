@@ -18,8 +18,8 @@ use std::collections::{BTreeSet, BinaryHeap};
 use crate::finish_queue::FinishQueue;
 use crate::hops::Hops;
 
-/// While the flows form one component, every this many recomputes search for it again
-/// rather than fill every flow; see [`FlowNet::recompute`].
+/// How often a recompute searches for the component again while the flows form one: it
+/// fills every flow on the other recomputes (see [`FlowNet::recompute`]).
 const SEARCH_EVERY: u64 = 64;
 
 /// Index of a directed link.
@@ -113,7 +113,7 @@ pub struct FlowNet {
     queued_share: Vec<f64>,
     generation: u32,
     /// Whether the last search found every flow in one component, and how many
-    /// recomputes ran; see [`FlowNet::recompute`].
+    /// recomputes ran (see [`FlowNet::recompute`]).
     whole_last: bool,
     recomputes: u64,
     /// Tests set this to search for the component on every recompute.
@@ -307,9 +307,9 @@ impl FlowNet {
         // Filling a union of components gives each the rates it would get alone, so
         // filling every flow is exact too. The search visits each flow once per link it
         // crosses, in scattered order. When the last search found one component with
-        // every flow (any mesh that shares an origin or a core), a pass over all flows
-        // in index order replaces it. Every 64th recompute searches again, in case the
-        // network has split since.
+        // every flow (as in a mesh whose nodes all fetch from one origin), a pass over
+        // all flows in index order replaces it. Every 64th recompute searches again, in
+        // case the network has split since.
         self.recomputes += 1;
         #[cfg(test)]
         let whole_last = self.whole_last && !self.always_search;
@@ -489,7 +489,7 @@ impl FlowNet {
                         scratch.touched.push(link);
                     }
                 }
-                // A new prediction for a flow whose rate changed; the others keep theirs.
+                // A flow whose rate changed gets a new prediction. The others keep theirs.
                 if self.rates[id].to_bits() == rate.to_bits() {
                     continue;
                 }

@@ -97,23 +97,24 @@ impl Shares {
 
 /// The state the picks of one scheduling pass over a patch share. A pick changes no
 /// peer's hello, rest or ban and no chunk held. It only puts one more chunk in flight,
-/// which [`Pass::picked`] takes out of the wanted sets.
+/// which [`Pass::picked`] takes out of the needed sets.
 #[derive(Default)]
 struct Pass {
-    /// [`Node::shares`], adjusted for a dropped site share; worked out when first needed.
+    /// [`Node::shares`], adjusted for a dropped site share and worked out when first
+    /// used.
     shares: Option<Shares>,
     /// The chunks this node lacks and has not requested: what it may ask a peer at its
     /// own site for.
-    wanted: Option<Bitfield>,
-    /// Those of `wanted` in this node's site share: what it may ask a peer at another
+    needed: Option<Bitfield>,
+    /// Those of `needed` in this node's site share: what it may ask a peer at another
     /// site for under the mesh policy.
-    wanted_remote: Option<Bitfield>,
+    needed_remote: Option<Bitfield>,
 }
 
 impl Pass {
     fn picked(&mut self, index: u32) {
-        for wanted in [&mut self.wanted, &mut self.wanted_remote].into_iter().flatten() {
-            wanted.remove(index);
+        for needed in [&mut self.needed, &mut self.needed_remote].into_iter().flatten() {
+            needed.remove(index);
         }
     }
 }
@@ -159,14 +160,14 @@ pub(super) fn policy_allows(config: &super::NodeConfig, peer: &Peer) -> bool {
 }
 
 /// Returns the chunks of `transfer` neither held nor in flight.
-fn wanted_chunks(transfer: &super::transfer::Transfer) -> Bitfield {
+fn needed_chunks(transfer: &super::transfer::Transfer) -> Bitfield {
     let count = transfer.chunk_count();
     let words = (count as usize).div_ceil(64);
-    let mut wanted = Bitfield::from_words(count, (0..words).map(|word| !transfer.have.word(word)));
+    let mut needed = Bitfield::from_words(count, (0..words).map(|word| !transfer.have.word(word)));
     for &index in transfer.in_flight.keys() {
-        wanted.remove(index);
+        needed.remove(index);
     }
-    wanted
+    needed
 }
 
 impl Node {
@@ -340,26 +341,26 @@ impl Node {
                 }
                 continue;
             }
-            // Only chunks the peer has that this node wants from it are worth a look.
-            // The wanted set lists chunks neither held nor in flight, and for a peer at
+            // Only chunks the peer has that this node needs from it are worth a look.
+            // The needed set lists chunks neither held nor in flight, and for a peer at
             // another site only those in this node's site share. Reading it a word at a
             // time saves testing each index. The chunks are visited from `start` with
             // wrap-around, as a full scan from there would.
             let Some(advertised) = advertised else {
                 continue;
             };
-            let wanted = pass.wanted.get_or_insert_with(|| wanted_chunks(transfer));
-            let wanted: &Bitfield = if only_unheld && !same_site {
+            let needed = pass.needed.get_or_insert_with(|| needed_chunks(transfer));
+            let needed: &Bitfield = if only_unheld && !same_site {
                 let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
-                pass.wanted_remote.get_or_insert_with(|| {
-                    let words = (wanted.len() as usize).div_ceil(64);
-                    Bitfield::from_words(wanted.len(), (0..words).map(|word| wanted.word(word) & shares.remote_word(word)))
+                pass.needed_remote.get_or_insert_with(|| {
+                    let words = (needed.len() as usize).div_ceil(64);
+                    Bitfield::from_words(needed.len(), (0..words).map(|word| needed.word(word) & shares.remote_word(word)))
                 })
             } else {
-                &*wanted
+                &*needed
             };
             let mut best: Option<(u32, u32)> = None;
-            for index in advertised.intersection_from(wanted, start) {
+            for index in advertised.intersection_from(needed, start) {
                 // Lower is better: rarest first.
                 let rarity = transfer.availability[index as usize];
                 if best.is_none_or(|(_, best_rarity)| rarity < best_rarity) {
