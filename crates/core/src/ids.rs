@@ -34,32 +34,75 @@ macro_rules! shared_str_order {
 
 /// A peer as the driver names it: the libp2p peer id in base58 for the daemon, a node
 /// name in the simulator. The core compares and prints it and gives it no other meaning.
-#[derive(Clone, Hash)]
-pub struct PeerId(Arc<str>);
-
-shared_str_order!(PeerId);
+///
+/// Peers are ordered by a 64-bit hash of the name, then by the name. Nodes need only an
+/// order they all share (a site splits its chunks by it), not the alphabetical one.
+/// Maps keyed by peer are searched on every message, and comparing two numbers held in
+/// the id is cheaper than reading two names from memory. Names would also compare
+/// slowly, because libp2p ids all start with the same characters.
+#[derive(Clone)]
+pub struct PeerId {
+    hash: u64,
+    name: Arc<str>,
+}
 
 impl PeerId {
     /// Wraps a driver's name for a peer.
     pub fn new(name: impl AsRef<str>) -> Self {
-        PeerId(Arc::from(name.as_ref()))
+        let name = name.as_ref();
+        PeerId { hash: fnv1a(name.as_bytes()), name: Arc::from(name) }
     }
 
     /// The driver's name for this peer.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+}
+
+/// Hashes `bytes` with 64-bit FNV-1a, a fixed function, so every node and platform
+/// orders peers alike.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl PartialEq for PeerId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+    }
+}
+
+impl Eq for PeerId {}
+
+impl PartialOrd for PeerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PeerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hash.cmp(&other.hash).then_with(|| {
+            if Arc::ptr_eq(&self.name, &other.name) { std::cmp::Ordering::Equal } else { self.name.cmp(&other.name) }
+        })
+    }
+}
+
+impl std::hash::Hash for PeerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Equal names have equal hashes, so this agrees with `Eq`.
+        state.write_u64(self.hash);
     }
 }
 
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", self.0)
+        write!(f, "PeerId({})", self.name)
     }
 }
 
@@ -192,5 +235,27 @@ mod tests {
         for (value, valid) in cases {
             assert_eq!(PatchId::new(*value).is_ok(), *valid, "patch id {value:?}");
         }
+    }
+
+    #[test]
+    fn peer_ids_with_one_name_are_equal() {
+        let (a, b) = (PeerId::new("12D3KooWsite-a"), PeerId::new("12D3KooWsite-a"));
+        assert_eq!(a, b, "two allocations of one name differ");
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn peer_order_is_total_and_fixed() {
+        let names = ["n1", "n2", "n10", "site-001-n0", "12D3KooWA", "12D3KooWB", ""];
+        let ids: Vec<PeerId> = names.iter().map(PeerId::new).collect();
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), b.cmp(a).reverse(), "{a} and {b} compare both ways");
+                assert_eq!(a.cmp(b) == std::cmp::Ordering::Equal, a.as_str() == b.as_str(), "{a} and {b}");
+            }
+        }
+        // Every node must sort peers alike, on every platform: the hash is FNV-1a.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

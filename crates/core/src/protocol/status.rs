@@ -80,7 +80,7 @@ pub struct PatchStatus {
 }
 
 pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
-    let peers = node
+    let mut peers = node
         .peers
         .iter()
         .map(|(id, peer)| PeerStatus {
@@ -92,7 +92,9 @@ pub(super) fn snapshot(node: &Node, now: Timestamp) -> NodeStatus {
             bytes_sent: peer.bytes_sent,
             strikes: peer.strikes,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // The peer map is in id order, which is not alphabetical, so sort by name for people.
+    peers.sort_by(|a, b| a.peer.cmp(&b.peer));
     let patches = node
         .transfers
         .iter()
