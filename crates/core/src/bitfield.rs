@@ -100,6 +100,18 @@ impl Bitfield {
         self.bits.iter().map(|byte| byte.count_ones()).sum()
     }
 
+    /// Returns whether no index is in the set.
+    pub fn is_clear(&self) -> bool {
+        self.bits.iter().all(|&byte| byte == 0)
+    }
+
+    /// Returns whether some index is in both this set and `other`. Reads a word at a
+    /// time and stops at the first common index.
+    pub fn intersects(&self, other: &Bitfield) -> bool {
+        let words = self.bits.len().min(other.bits.len()).div_ceil(8);
+        (0..words).any(|word| self.word(word) & other.word(word) != 0)
+    }
+
     /// Whether every position is set.
     pub fn is_full(&self) -> bool {
         self.count() == self.len
@@ -285,6 +297,30 @@ mod tests {
         assert!(!field.insert(10), "out-of-range insert accepted");
         assert_eq!(field.count(), 2);
         assert_eq!(field.iter().collect::<Vec<_>>(), vec![0, 9]);
+    }
+
+    #[test]
+    fn intersects_table() {
+        // (len, this set, other set, whether they intersect)
+        let cases: [(u32, &[u32], &[u32], bool); 6] = [
+            (0, &[], &[], false),
+            (10, &[], &[3], false),
+            (10, &[3], &[3], true),
+            (10, &[2], &[3], false),
+            (130, &[129], &[64, 129], true),
+            (130, &[0, 63, 128], &[1, 64, 129], false),
+        ];
+        for (len, mine, other, expected) in cases {
+            let field = |indices: &[u32]| {
+                let mut field = Bitfield::new(len);
+                indices.iter().for_each(|&index| {
+                    field.insert(index);
+                });
+                field
+            };
+            assert_eq!(field(mine).intersects(&field(other)), expected, "{mine:?} and {other:?} over {len}");
+            assert_eq!(field(mine).is_clear(), mine.is_empty(), "{mine:?} over {len} clear");
+        }
     }
 
     #[test]

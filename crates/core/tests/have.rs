@@ -1,5 +1,6 @@
-//! `Have` batching and handling: one node driven by hand against a peer that has
-//! every chunk, so each test checks exactly the messages the node sends.
+//! `Have` batching and handling, and a peer's rest after its requests time out. One
+//! node is driven by hand against a peer that has every chunk, so each test checks
+//! exactly the messages the node sends.
 
 mod harness;
 
@@ -162,4 +163,33 @@ fn have_of_held_chunk_requests_nothing() {
     drain(&mut node);
     node.handle_message(at(30), &other, Message::Have { patch, indices: vec![2] });
     assert!(chunk_requests(&drain(&mut node)).is_empty());
+}
+
+#[test]
+fn rested_peer_asked_again_when_rest_ends() {
+    let (mut node, _, _, requests) = downloading(Duration::from_millis(100));
+    assert!(!requests.is_empty(), "no request to the seed");
+    let deadline = node.poll_timeout().expect("a request deadline");
+    node.handle_timeout(deadline);
+    let slow = std::iter::from_fn(|| node.poll_event()).filter(|event| matches!(event, Event::PeerSlow { .. })).count();
+    assert!(slow > 0, "the seed was not rested after its requests timed out");
+    assert!(chunk_requests(&drain(&mut node)).is_empty(), "asked the resting seed");
+    // Inputs during the rest leave the seed resting. The first one after the rest ends
+    // sends it requests again.
+    node.handle_timeout(deadline.saturating_add(Duration::from_secs(1)));
+    assert!(chunk_requests(&drain(&mut node)).is_empty(), "asked the seed during its rest");
+    // The node wakes itself, and one of its wake-ups ends the rest. Each timed-out
+    // request doubled it, to minutes.
+    let mut asked = false;
+    for _ in 0..10 {
+        let Some(wake) = node.poll_timeout().filter(|&at| at <= deadline.saturating_add(Duration::from_secs(600))) else {
+            break;
+        };
+        node.handle_timeout(wake);
+        if !chunk_requests(&drain(&mut node)).is_empty() {
+            asked = true;
+            break;
+        }
+    }
+    assert!(asked, "the seed was not asked again after its rest");
 }

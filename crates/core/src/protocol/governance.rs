@@ -493,8 +493,10 @@ impl Node {
         for (peer, state) in &mut self.peers {
             if let (Some(hello), Some(site)) = (state.hello.as_mut(), signed.membership.members.get(peer.as_str())) {
                 hello.site.clone_from(site);
+                state.same_site = *site == self.config.site;
             }
         }
+        self.site_order.set(None);
         self.events.push_back(Event::MembershipChanged { version });
         self.events.push_back(Event::Audit(AuditEvent::MembershipChange {
             from_version,

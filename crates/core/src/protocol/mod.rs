@@ -17,6 +17,7 @@ mod status;
 mod transfer;
 mod waves;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -285,6 +286,14 @@ pub struct Node {
     /// wake-up visit these instead of every peer (the origin has thousands). A peer
     /// leaves once its flag is cleared, since every input visits the set.
     cooled: BTreeSet<PeerId>,
+    /// The instant before which no rest in `cooled` ends, so inputs before it skip the
+    /// visit. It is never later than the earliest end. A rest extended or a peer gone
+    /// only makes it early, and the next visit recomputes it.
+    rests_end: Option<Timestamp>,
+    /// This site's position among the sites of this node and its greeted peers, sorted
+    /// by name, and their number. Worked out on first use after a peer's site changes
+    /// or it leaves.
+    site_order: Cell<Option<(u32, u32)>>,
     /// Peers banned for invalid data; the driver refuses their connections.
     banned: BTreeMap<PeerId, String>,
     transfers: BTreeMap<PatchKey, Transfer>,
@@ -334,6 +343,8 @@ impl Node {
             trust,
             peers: BTreeMap::new(),
             cooled: BTreeSet::new(),
+            rests_end: None,
+            site_order: Cell::new(None),
             banned: BTreeMap::new(),
             transfers: BTreeMap::new(),
             latest: HashMap::new(),
@@ -492,6 +503,7 @@ impl Node {
         };
         self.in_flight_total -= state.in_flight;
         self.cooled.remove(peer);
+        self.site_order.set(None);
         debug!(%peer, "peer disconnected");
         if !state.is_origin() {
             for (patch, bits) in &state.have {
@@ -849,16 +861,23 @@ impl Node {
     /// same: its pass is skipped unless a timed retry or endgame check is due.
     fn after_input_with(&mut self, now: Timestamp, new_work: bool) {
         let mut rested = false;
-        let peers = &mut self.peers;
-        self.cooled.retain(|id| {
-            let Some(peer) = peers.get_mut(id) else {
-                return false;
-            };
-            let cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
-            rested |= cooling_down != peer.cooling_down;
-            peer.cooling_down = cooling_down;
-            cooling_down
-        });
+        if self.rests_end.is_some_and(|at| at <= now) {
+            let peers = &mut self.peers;
+            let mut rests_end: Option<Timestamp> = None;
+            self.cooled.retain(|id| {
+                let Some(peer) = peers.get_mut(id) else {
+                    return false;
+                };
+                let cooling_down = peer.cooldown_until.is_some_and(|until| until > now);
+                rested |= cooling_down != peer.cooling_down;
+                peer.cooling_down = cooling_down;
+                if cooling_down {
+                    rests_end = earliest(rests_end, peer.cooldown_until);
+                }
+                cooling_down
+            });
+            self.rests_end = rests_end;
+        }
         self.flush_have(now);
         self.refresh_waves(now);
         self.request_bodies(now);
@@ -913,7 +932,9 @@ impl Node {
             return;
         };
         let was_origin = state.is_origin();
+        state.same_site = hello.site == self.config.site;
         state.hello = Some(hello);
+        self.site_order.set(None);
         // Availability counts non-origin holders only; a role change moves the peer.
         if was_origin != state.is_origin() {
             let counted = !state.is_origin();
@@ -1138,7 +1159,7 @@ impl Node {
 
     fn on_chunk_stored(&mut self, now: Timestamp, from: &PeerId, chunk: &ChunkId) {
         let from_origin = self.peers.get(from).is_some_and(Peer::is_origin);
-        let same_site = self.peers.get(from).and_then(|peer| peer.hello.as_ref()).is_some_and(|hello| hello.site == self.config.site);
+        let same_site = self.peers.get(from).is_some_and(|peer| peer.hello.is_some() && peer.same_site);
         let Some(transfer) = self.transfers.get_mut(&chunk.patch) else {
             return;
         };
@@ -1192,6 +1213,7 @@ impl Node {
         state.cooldown_until = Some(now.saturating_add(pause));
         state.cooling_down = true;
         self.cooled.insert(peer.clone());
+        self.rests_end = earliest(self.rests_end, state.cooldown_until);
         let timeouts = state.timeouts;
         self.events.push_back(Event::PeerSlow { peer: peer.clone(), chunk: chunk.clone(), timeouts, pause });
     }
@@ -1340,3 +1362,10 @@ fn adjust_availability(transfer: &mut Transfer, bits: &Bitfield, add: bool) {
     }
 }
 
+/// Returns the earlier of two optional instants, or `None` if both are `None`.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -20,6 +20,9 @@ pub(crate) const MAX_PIPELINE: u32 = 32;
 pub(crate) struct Peer {
     /// `None` until the peer's [`Hello`] arrives; no chunk is requested before that.
     pub(crate) hello: Option<Hello>,
+    /// Whether the peer's site, as its `Hello` or the membership list gives it, is this
+    /// node's. Kept with `hello`, since schedulers test it for every peer on every pick.
+    pub(crate) same_site: bool,
     /// Chunks the peer holds, per patch, as it advertised them.
     pub(crate) have: BTreeMap<PatchKey, Bitfield>,
     /// Patches the peer is known to hold a manifest for.

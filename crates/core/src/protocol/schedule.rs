@@ -47,8 +47,6 @@ use crate::ids::{ChunkId, PatchKey, PeerId};
 use crate::time::Timestamp;
 use crate::wire::FetchRequest;
 use super::origin_scan::OriginScan;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// How long a downloading node with no chunk request in flight waits for its site
@@ -119,43 +117,16 @@ impl Pass {
     }
 }
 
-/// A peer that may be asked for a chunk, ordered by (rank, requests in flight, random
-/// draw, id): the order in which a pick tries them.
-struct Candidate<'a> {
-    key: (u8, u32, u64, &'a PeerId),
-    peer: &'a Peer,
-}
-
-impl PartialEq for Candidate<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-
-impl Eq for Candidate<'_> {}
-
-impl PartialOrd for Candidate<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Candidate<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
 /// [`Node::policy_allows`] for a node with `config`.
 pub(super) fn policy_allows(config: &super::NodeConfig, peer: &Peer) -> bool {
-    let Some(hello) = peer.hello.as_ref() else {
+    if peer.hello.is_none() {
         return false;
-    };
+    }
     match config.source_policy {
         SourcePolicy::Mesh => true,
         SourcePolicy::Central => peer.is_origin(),
         SourcePolicy::OfficeCache if config.site_cache => peer.is_origin(),
-        SourcePolicy::OfficeCache => hello.site == config.site && peer.is_site_cache(),
+        SourcePolicy::OfficeCache => peer.same_site && peer.is_site_cache(),
     }
 }
 
@@ -233,8 +204,8 @@ impl Node {
     /// `origin_in_flight` is [`Node::origin_requests_in_flight`], counted once per pick
     /// rather than once per peer.
     fn source_rank(&self, peer: &Peer, chunk_len: u32, origin_in_flight: u32) -> Option<u8> {
-        let hello = peer.hello.as_ref()?;
-        let same_site = hello.site == self.config.site;
+        peer.hello.as_ref()?;
+        let same_site = peer.same_site;
         let depth = peer.pipeline_depth(self.config.max_requests_per_peer, chunk_len);
         if !self.policy_allows(peer) || peer.in_flight >= depth || peer.cooling_down {
             return None;
@@ -262,39 +233,31 @@ impl Node {
     /// Picks the next chunk request for `patch`; with `share_dropped` the node fetches
     /// any chunk from other sites, not only its site share. `pass` caches what the
     /// picks of one pass share.
+    ///
+    /// Peers other than the origin are tested first for holding any chunk this node
+    /// needs from them, a word at a time. Only those that pass are ranked and draw a
+    /// random number, so the first in rank order always yields a chunk. Most peers at
+    /// other sites hold nothing in this node's site share.
     fn pick_request(&mut self, patch: &PatchKey, share_dropped: bool, pass: &mut Pass) -> Option<(PeerId, u32)> {
-        let chunk_len = self.transfers.get(patch)?.announcement.header.chunk_size;
+        let transfer = self.transfers.get(patch)?;
+        let chunk_len = transfer.announcement.header.chunk_size;
+        let chunk_count = transfer.chunk_count();
+        let needed = pass.needed.get_or_insert_with(|| needed_chunks(transfer));
+        if needed.is_clear() {
+            // The origin's candidates are a subset of these, so nothing can be picked.
+            return None;
+        }
+        let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
         let origin_in_flight = self.origin_requests_in_flight();
-        let mut candidates: Vec<(u8, u32, u64, &PeerId, &Peer)> = Vec::new();
+        let mut ranked: Vec<(u8, u32, &PeerId, &Peer)> = Vec::new();
         for (id, peer) in &self.peers {
-            if self.banned.contains_key(id) {
-                continue;
-            }
-            let holds_patch = peer.is_origin() || peer.have.contains_key(patch);
-            if !holds_patch {
+            if !self.banned.is_empty() && self.banned.contains_key(id) {
                 continue;
             }
             if let Some(rank) = self.source_rank(peer, chunk_len, origin_in_flight) {
-                candidates.push((rank, peer.in_flight, 0, id, peer));
+                ranked.push((rank, peer.in_flight, id, peer));
             }
         }
-        for candidate in &mut candidates {
-            candidate.2 = self.rng.next_u64();
-        }
-        // Peer ids are unique, so no two candidates compare equal. Most picks end at the
-        // first candidate or the second, so a heap, built in O(n) and popped only as far
-        // as needed, gives the same order for less than a full sort.
-        let mut candidates: BinaryHeap<Reverse<Candidate>> = candidates
-            .into_iter()
-            .map(|(rank, in_flight, draw, id, peer)| Reverse(Candidate { key: (rank, in_flight, draw, id), peer }))
-            .collect();
-        let candidates = std::iter::from_fn(move || candidates.pop().map(|Reverse(candidate)| (candidate.key.3, candidate.peer)));
-
-        let transfer = self.transfers.get(patch)?;
-        let only_unheld = self.config.source_policy == SourcePolicy::Mesh;
-        // Working out the shares sorts the site names. A pass whose picks all end at
-        // peers of this node's site never needs them, so they are worked out when first
-        // needed.
         let shares_of = |node: &Node| {
             let mut shares = node.shares();
             if share_dropped {
@@ -302,76 +265,98 @@ impl Node {
             }
             shares
         };
-        for (id, peer) in candidates {
-            let origin = peer.is_origin();
-            let same_site = peer.hello.as_ref().is_some_and(|hello| hello.site == self.config.site);
-            let advertised = peer.have.get(patch);
-            let chunk_count = transfer.chunk_count();
-            let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
-            if origin {
-                // Peers that can serve now: a resting or banned peer's chunks do not keep
-                // a chunk away from the origin, or a frozen peer holding everything would
-                // stall the node. The origin is usually the last candidate. It sits at one
-                // site, but its uplink is the scarce one: it counts as outside for every
-                // node but its own site's, so `same_site` applies the site share as for
-                // any peer at another site.
-                let usable: Vec<&crate::Bitfield> = if only_unheld {
-                    self.peers
-                        .iter()
-                        .filter(|(id, peer)| !peer.is_origin() && self.usable(id, peer))
-                        .filter_map(|(_, peer)| peer.have.get(patch))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let scan = OriginScan {
-                    chunk_count,
-                    have: &transfer.have,
-                    in_flight: &transfer.in_flight,
-                    declined: &transfer.origin_declined,
-                    availability: &transfer.availability,
-                    usable: &usable,
-                    only_unheld,
-                    same_site,
-                    start,
-                };
-                let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
-                if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
-                    return Some((id.clone(), index));
-                }
+        if only_unheld && ranked.iter().any(|&(rank, ..)| rank > 0) {
+            let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
+            let needed = pass.needed.as_ref().expect("set above");
+            pass.needed_remote.get_or_insert_with(|| {
+                let words = (needed.len() as usize).div_ceil(64);
+                Bitfield::from_words(needed.len(), (0..words).map(|word| needed.word(word) & shares.remote_word(word)))
+            });
+        }
+        let needed = pass.needed.as_ref().expect("set above");
+        // What this node may ask `peer` for: under the mesh policy a peer at another site
+        // only for chunks in this node's site share.
+        let needed_from = |rank: u8| match (&pass.needed_remote, only_unheld && rank > 0) {
+            (Some(remote), true) => remote,
+            _ => needed,
+        };
+        // Ordered by (rank, requests in flight, random draw, id). Peer ids are unique, so
+        // no two candidates compare equal.
+        let mut best: Option<((u8, u32, u64, &PeerId), &Peer)> = None;
+        let mut origins = Vec::new();
+        for &(rank, in_flight, id, peer) in &ranked {
+            if peer.is_origin() {
+                origins.push((in_flight, id, peer));
                 continue;
             }
-            // Only chunks the peer has that this node needs from it are worth a look.
-            // The needed set lists chunks neither held nor in flight, and for a peer at
-            // another site only those in this node's site share. Reading it a word at a
-            // time saves testing each index. The chunks are visited from `start` with
-            // wrap-around, as a full scan from there would.
-            let Some(advertised) = advertised else {
+            // Comparing the rank first spares reading the advertised chunks of a peer
+            // that cannot win.
+            if best.as_ref().is_some_and(|((best_rank, best_in_flight, ..), _)| (rank, in_flight) > (*best_rank, *best_in_flight)) {
+                continue;
+            }
+            let Some(advertised) = peer.have.get(patch) else {
                 continue;
             };
-            let needed = pass.needed.get_or_insert_with(|| needed_chunks(transfer));
-            let needed: &Bitfield = if only_unheld && !same_site {
-                let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
-                pass.needed_remote.get_or_insert_with(|| {
-                    let words = (needed.len() as usize).div_ceil(64);
-                    Bitfield::from_words(needed.len(), (0..words).map(|word| needed.word(word) & shares.remote_word(word)))
-                })
-            } else {
-                &*needed
-            };
-            let mut best: Option<(u32, u32)> = None;
-            for index in advertised.intersection_from(needed, start) {
+            if !advertised.intersects(needed_from(rank)) {
+                continue;
+            }
+            let key = (rank, in_flight, self.rng.next_u64(), id);
+            if best.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
+                best = Some((key, peer));
+            }
+        }
+        if let Some(((rank, _, _, id), peer)) = best {
+            let advertised = peer.have.get(patch).expect("tested above");
+            let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
+            let mut pick: Option<(u32, u32)> = None;
+            for index in advertised.intersection_from(needed_from(rank), start) {
                 // Lower is better: rarest first.
                 let rarity = transfer.availability[index as usize];
-                if best.is_none_or(|(_, best_rarity)| rarity < best_rarity) {
-                    best = Some((index, rarity));
+                if pick.is_none_or(|(_, best_rarity)| rarity < best_rarity) {
+                    pick = Some((index, rarity));
                     // Nothing can beat a chunk only this peer advertises: stop scanning.
                     if rarity <= 1 {
                         break;
                     }
                 }
             }
-            if let Some((index, _)) = best {
+            let (index, _) = pick.expect("the peer advertised a needed chunk");
+            return Some((id.clone(), index));
+        }
+
+        // The origin is asked last. Peers that can serve now: a resting or banned peer's
+        // chunks do not keep a chunk away from the origin, or a frozen peer holding
+        // everything would stall the node. The origin sits at one site, but its uplink is
+        // the scarce one: it counts as outside for every node but its own site's, so
+        // `same_site` applies the site share as for any peer at another site.
+        let mut origins: Vec<((u32, u64, &PeerId), &Peer)> =
+            origins.into_iter().map(|(in_flight, id, peer)| ((in_flight, self.rng.next_u64(), id), peer)).collect();
+        origins.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((_, _, id), peer) in origins {
+            let same_site = peer.same_site;
+            let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
+            let usable: Vec<&crate::Bitfield> = if only_unheld {
+                self.peers
+                    .iter()
+                    .filter(|(id, peer)| !peer.is_origin() && self.usable(id, peer))
+                    .filter_map(|(_, peer)| peer.have.get(patch))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let scan = OriginScan {
+                chunk_count,
+                have: &transfer.have,
+                in_flight: &transfer.in_flight,
+                declined: &transfer.origin_declined,
+                availability: &transfer.availability,
+                usable: &usable,
+                only_unheld,
+                same_site,
+                start,
+            };
+            let shares = *pass.shares.get_or_insert_with(|| shares_of(self));
+            if let Some(index) = scan.pick(|index| shares.fetches_remotely(index), |index| shares.from_origin(index)) {
                 return Some((id.clone(), index));
             }
         }
@@ -385,27 +370,38 @@ impl Node {
     fn shares(&self) -> Shares {
         let mut site_before = 0;
         let mut site_total = 1;
-        let mut sites: Vec<&str> = vec![self.config.site.as_str()];
         for (id, peer) in &self.peers {
-            let Some(hello) = peer.hello.as_ref() else {
-                continue;
-            };
-            if peer.is_origin() {
-                continue;
-            }
-            sites.push(hello.site.as_str());
-            if hello.site == self.config.site && self.usable(id, peer) {
+            if peer.same_site && !peer.is_origin() && self.usable(id, peer) {
                 site_total += 1;
                 if *id < self.local {
                     site_before += 1;
                 }
             }
         }
+        let site = if self.config.source_policy == SourcePolicy::Mesh { (site_before, site_total) } else { (0, 1) };
+        Shares { site, sites: self.site_order() }
+    }
+
+    /// Returns [`Node::site_order`](field@Node::site_order), working it out again if a
+    /// change cleared it.
+    fn site_order(&self) -> (u32, u32) {
+        if let Some(order) = self.site_order.get() {
+            return order;
+        }
+        let mut sites: Vec<&str> = vec![self.config.site.as_str()];
+        for peer in self.peers.values() {
+            if let Some(hello) = peer.hello.as_ref()
+                && !peer.is_origin()
+            {
+                sites.push(hello.site.as_str());
+            }
+        }
         sites.sort_unstable();
         sites.dedup();
-        let site_position = sites.iter().position(|site| *site == self.config.site).unwrap_or(0);
-        let site = if self.config.source_policy == SourcePolicy::Mesh { (site_before, site_total) } else { (0, 1) };
-        Shares { site, sites: (site_position as u32, sites.len() as u32) }
+        let position = sites.iter().position(|site| *site == self.config.site).unwrap_or(0);
+        let order = (position as u32, sites.len() as u32);
+        self.site_order.set(Some(order));
+        order
     }
 
     fn start_chunk_request(&mut self, now: Timestamp, peer: PeerId, chunk: ChunkId) {
