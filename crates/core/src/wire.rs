@@ -77,7 +77,8 @@ pub enum Message {
         /// The chunks held.
         bits: Bitfield,
     },
-    /// Chunks of `patch` the sender has verified since its last message.
+    /// Chunks of `patch` the sender has verified since its last message, less those the
+    /// receiver advertised itself (an origin hears of all).
     Have {
         /// The patch version.
         patch: PatchKey,

@@ -1,6 +1,6 @@
 //! `Have` batching and handling, and a peer's rest after its requests time out. One
-//! node is driven by hand against a peer that has every chunk, so each test checks
-//! exactly the messages the node sends.
+//! node is driven by hand against a peer that has every chunk and a watcher that has
+//! none, so each test checks exactly the messages the node sends.
 
 mod harness;
 
@@ -14,7 +14,8 @@ const CHUNK: u32 = 1024;
 const CHUNKS: u32 = 8;
 
 /// Builds an office node that has the manifest but no chunk, connected to `seed`, an
-/// office peer at its site that has every chunk, and returns its chunk requests.
+/// office peer at its site that has every chunk, and to [`WATCHER`], one that has none,
+/// and returns its chunk requests.
 fn downloading(interval: Duration) -> (Node, PatchKey, PeerId, Vec<(RequestId, u32)>) {
     downloading_from(interval, Bitfield::full(CHUNKS))
 }
@@ -32,8 +33,21 @@ fn downloading_from(interval: Duration, bits: Bitfield) -> (Node, PatchKey, Peer
     let hello = Hello { version: WIRE_VERSION, site: "site".into(), role: Role::Office, site_cache: false };
     node.handle_message(START, &seed, Message::Hello(hello));
     node.handle_message(START, &seed, Message::Bitfield { patch: patch.clone(), bits });
+    greet(&mut node, &patch, WATCHER, Role::Office);
     let requests = chunk_requests(&drain(&mut node));
     (node, patch, seed, requests)
+}
+
+/// A peer at the node's site that has no chunk, so it hears of every chunk the node stores.
+const WATCHER: &str = "watcher";
+
+/// Connects `name`, with `role`, at the node's site and holding no chunk of `patch`.
+fn greet(node: &mut Node, patch: &PatchKey, name: &str, role: Role) {
+    let peer = PeerId::new(name);
+    node.handle_peer_connected(START, peer.clone());
+    let hello = Hello { version: WIRE_VERSION, site: "site".into(), role, site_cache: false };
+    node.handle_message(START, &peer, Message::Hello(hello));
+    node.handle_message(START, &peer, Message::Bitfield { patch: patch.clone(), bits: Bitfield::new(CHUNKS) });
 }
 
 /// Returns the chunk requests among `actions`, with their chunk indices.
@@ -51,12 +65,17 @@ fn drain(node: &mut Node) -> Vec<Action> {
     std::iter::from_fn(|| node.poll_action()).collect()
 }
 
-/// Returns the index lists of the `Have`s among `actions`.
+/// Returns the index lists of the `Have`s among `actions` sent to [`WATCHER`].
 fn haves(actions: &[Action]) -> Vec<Vec<u32>> {
+    haves_to(actions, WATCHER)
+}
+
+/// Returns the index lists of the `Have`s among `actions` sent to `peer`.
+fn haves_to(actions: &[Action], peer: &str) -> Vec<Vec<u32>> {
     actions
         .iter()
         .filter_map(|action| match action {
-            Action::Send { message: Message::Have { indices, .. }, .. } => Some(indices.clone()),
+            Action::Send { peer: to, message: Message::Have { indices, .. } } if to.as_str() == peer => Some(indices.clone()),
             _ => None,
         })
         .collect()
@@ -75,6 +94,24 @@ fn first_chunk_announced_at_once() {
     let (mut node, _, _, requests) = downloading(Duration::from_millis(100));
     node.handle_chunk_outcome(at(10), requests[0].0, ChunkOutcome::Stored);
     assert_eq!(haves(&drain(&mut node)), vec![vec![requests[0].1]]);
+}
+
+#[test]
+fn no_have_for_chunks_the_peer_holds() {
+    let (mut node, _, _, requests) = downloading(Duration::ZERO);
+    node.handle_chunk_outcome(at(10), requests[0].0, ChunkOutcome::Stored);
+    assert!(haves_to(&drain(&mut node), "seed").is_empty(), "told the seed of a chunk it advertised");
+}
+
+#[test]
+fn origin_hears_of_chunks_it_holds() {
+    let (mut node, patch, _, requests) = downloading(Duration::ZERO);
+    let origin = "origin";
+    greet(&mut node, &patch, origin, Role::Origin);
+    node.handle_message(START, &PeerId::new(origin), Message::Bitfield { patch, bits: Bitfield::full(CHUNKS) });
+    drain(&mut node);
+    node.handle_chunk_outcome(at(10), requests[0].0, ChunkOutcome::Stored);
+    assert_eq!(haves_to(&drain(&mut node), origin), vec![vec![requests[0].1]]);
 }
 
 #[test]

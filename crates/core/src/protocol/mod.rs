@@ -1278,6 +1278,12 @@ impl Node {
     /// Sends every peer the chunks stored since the last flush, unless the last flush was
     /// less than `have_interval` ago; [`Node::poll_timeout`] wakes the node when it
     /// is due.
+    ///
+    /// A peer other than an origin hears only of chunks it has not advertised itself: it
+    /// never requests a chunk it holds, so their availability is of no use to it. Most
+    /// chunks come from the node's own neighbours, and finished peers hold them all, so
+    /// this drops many messages. An origin hears of every chunk, because its egress
+    /// budget checks which peers hold a chunk.
     fn flush_have(&mut self, now: Timestamp) {
         if self.next_have_flush.is_some_and(|at| at > now) {
             return;
@@ -1292,11 +1298,20 @@ impl Node {
             return;
         }
         self.next_have_flush = Some(now.saturating_add(self.config.have_interval));
-        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
-        for (patch, indices) in batches {
-            for peer in &peers {
-                self.send(peer, Message::Have { patch: patch.clone(), indices: indices.clone() });
+        let mut messages = Vec::new();
+        for (patch, indices) in &batches {
+            for (id, peer) in &self.peers {
+                let news: Vec<u32> = match peer.have.get(patch) {
+                    Some(bits) if !peer.is_origin() => indices.iter().copied().filter(|&index| !bits.contains(index)).collect(),
+                    _ => indices.clone(),
+                };
+                if !news.is_empty() {
+                    messages.push((id.clone(), Message::Have { patch: patch.clone(), indices: news }));
+                }
             }
+        }
+        for (peer, message) in messages {
+            self.send(&peer, message);
         }
     }
 
