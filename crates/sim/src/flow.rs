@@ -61,9 +61,10 @@ impl Progress {
 /// component is larger than any before it.
 #[derive(Debug, Default)]
 struct Scratch {
-    /// The component's links and flows, in the order the search found them.
+    /// The component's links, in the order the search found them, and its number of
+    /// flows.
     links: Vec<LinkId>,
-    flows: Vec<FlowId>,
+    flow_count: usize,
     stack: Vec<LinkId>,
     heap: BinaryHeap<Share>,
     /// (cap as bits, flow) of the component's capped flows, smallest cap first.
@@ -319,7 +320,7 @@ impl FlowNet {
             self.take_every_flow(&mut scratch);
         } else {
             self.find_component(&mut scratch);
-            self.whole_last = scratch.flows.len() == self.flow_count();
+            self.whole_last = scratch.flow_count == self.flow_count();
         }
         self.fill(&mut scratch, now_us);
         let changed = scratch.predictions.len();
@@ -339,13 +340,13 @@ impl FlowNet {
     }
 
     /// Collects the connected component of the changed links, by depth-first search,
-    /// into `scratch.links` and `scratch.flows`. On the way it brings each flow's
+    /// into `scratch.links` and `scratch.flow_count`. On the way it brings each flow's
     /// remaining bytes up to `now_us` at its old rate and lists the capped flows in
     /// `scratch.capped`, smallest cap first.
     fn find_component(&mut self, scratch: &mut Scratch) {
         let generation = self.generation;
         scratch.links.clear();
-        scratch.flows.clear();
+        scratch.flow_count = 0;
         scratch.capped.clear();
         scratch.stack.clear();
         std::mem::swap(&mut scratch.stack, &mut self.dirty);
@@ -361,7 +362,7 @@ impl FlowNet {
                     continue;
                 }
                 self.flow_mark[index] = generation;
-                scratch.flows.push(index);
+                scratch.flow_count += 1;
                 let cap = self.caps[index];
                 if cap.is_finite() {
                     scratch.capped.push((cap.to_bits(), id));
@@ -384,24 +385,20 @@ impl FlowNet {
         }
     }
 
-    /// Lists every link that carries a flow and every flow, as [`FlowNet::find_component`]
-    /// lists a component.
+    /// Lists every link that carries a flow and counts every flow, as
+    /// [`FlowNet::find_component`] does for a component. The flows need no visit mark:
+    /// filling reads only the frozen mark, which no flow carries at the start of a
+    /// recompute.
     fn take_every_flow(&mut self, scratch: &mut Scratch) {
         let generation = self.generation;
         scratch.links.clear();
-        scratch.flows.clear();
+        scratch.flow_count = self.flow_count();
         scratch.capped.clear();
         self.dirty.clear();
         for (link, flows) in self.link_flows.iter().enumerate() {
             if !flows.is_empty() {
                 self.link_mark[link] = generation;
                 scratch.links.push(link);
-            }
-        }
-        for (id, flow) in self.flows.iter().enumerate() {
-            if flow.is_some() {
-                self.flow_mark[id] = generation;
-                scratch.flows.push(id);
             }
         }
         scratch.capped.extend(self.capped.iter().copied());
@@ -440,7 +437,7 @@ impl FlowNet {
         let mut next_capped = 0;
         // Once every flow is frozen the rest of the heap holds only links without
         // unfrozen flows, which the loop would pop one by one to no effect.
-        let mut unfrozen_flows = scratch.flows.len();
+        let mut unfrozen_flows = scratch.flow_count;
         while unfrozen_flows > 0 {
             let bottleneck = self.least_share(scratch);
             while next_capped < scratch.capped.len() && self.is_frozen(scratch.capped[next_capped].1 as usize, frozen) {
@@ -489,18 +486,7 @@ impl FlowNet {
                         scratch.touched.push(link);
                     }
                 }
-                // A flow whose rate changed gets a new prediction. The others keep theirs.
-                if self.rates[id].to_bits() == rate.to_bits() {
-                    continue;
-                }
-                let Some(flow) = self.flows[id].as_mut() else {
-                    continue;
-                };
-                flow.remaining = flow.remaining_at(now_us, self.rates[id]);
-                flow.updated_us = now_us;
-                flow.finish_us = finish_time(now_us, flow.remaining, rate);
-                self.rates[id] = rate;
-                scratch.predictions.push((id, flow.finish_us));
+                self.set_rate(id, rate, now_us, &mut scratch.predictions);
             }
             for index in 0..scratch.touched.len() {
                 let link = scratch.touched[index];
@@ -510,6 +496,22 @@ impl FlowNet {
                 }
             }
         }
+    }
+
+    /// Gives flow `id` its new `rate` at `now_us`. A flow whose rate changed gets a new
+    /// prediction, listed in `predictions`, and the others keep theirs.
+    fn set_rate(&mut self, id: FlowId, rate: f64, now_us: u64, predictions: &mut Vec<(FlowId, u64)>) {
+        if self.rates[id].to_bits() == rate.to_bits() {
+            return;
+        }
+        let Some(flow) = self.flows[id].as_mut() else {
+            return;
+        };
+        flow.remaining = flow.remaining_at(now_us, self.rates[id]);
+        flow.updated_us = now_us;
+        flow.finish_us = finish_time(now_us, flow.remaining, rate);
+        self.rates[id] = rate;
+        predictions.push((id, flow.finish_us));
     }
 
     fn is_frozen(&self, id: FlowId, frozen: u32) -> bool {
