@@ -3,7 +3,7 @@
 # resident memory, from GNU time (`/usr/bin/time -v`). Not part of CI.
 #
 #   crates/sim/bench.sh              # canaccord-26 (all, then each strategy), hub-and-spoke-12, geant-2012
-#   crates/sim/bench.sh scale-10k    # also simulations/scale-10k.toml, mesh only (about 12 min of CPU)
+#   crates/sim/bench.sh scale-10k    # also simulations/scale-10k.toml, mesh only (about 9 min of CPU)
 #
 # Build first: cargo build --release -p patchmesh --bin patchmesh
 set -eu
