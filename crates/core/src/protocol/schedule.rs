@@ -306,7 +306,7 @@ impl Node {
             }
         }
         if let Some(((rank, _, _, id), peer)) = best {
-            let advertised = peer.have.get(patch).expect("tested above");
+            let advertised = peer.have.get(patch)?;
             let start = self.rng.below(u64::from(chunk_count.max(1))) as u32;
             let mut pick: Option<(u32, u32)> = None;
             for index in advertised.intersection_from(needed_from(rank), start) {
@@ -320,8 +320,10 @@ impl Node {
                     }
                 }
             }
-            let (index, _) = pick.expect("the peer advertised a needed chunk");
-            return Some((id.clone(), index));
+            // The intersection test above makes this `Some`. A node must not panic on
+            // what a peer advertised, so a miss only ends the pass.
+            debug_assert!(pick.is_some(), "the peer advertised a needed chunk");
+            return pick.map(|(index, _)| (id.clone(), index));
         }
 
         // The origin is asked last. Peers that can serve now: a resting or banned peer's
