@@ -23,7 +23,7 @@ enum SimCommand {
         scenario: PathBuf,
         /// Seed of every random choice; overrides the scenario's `seed` key. A whole
         /// number.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         seed: Option<String>,
         /// Write the JSON report to this file, or to standard output with `-`.
         #[arg(long, value_name = "PATH|-")]
@@ -40,7 +40,7 @@ enum SimCommand {
         strategy: Vec<String>,
         /// Give the origin an egress budget of this many patch copies (for example 1.0)
         /// under the mesh strategy; overrides the scenario's `origin_budget` key.
-        #[arg(long, value_name = "COPIES")]
+        #[arg(long, value_name = "COPIES", allow_negative_numbers = true)]
         origin_budget: Option<String>,
         /// Run at most this many strategies at once, each on a thread of its own;
         /// default: the number of cores. Each running strategy keeps its own copy of the

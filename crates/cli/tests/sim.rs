@@ -1,5 +1,5 @@
 //! `patchmesh sim run` as a user runs it: the report does not depend on how many
-//! strategies run at once, and a bad `--jobs` is refused.
+//! strategies run at once, and a bad `--jobs`, `--seed` or `--origin-budget` is refused.
 
 use std::path::Path;
 
@@ -62,4 +62,19 @@ fn zero_jobs_refused() {
     let message = text(&output);
     assert!(message.contains("'0'"), "rejected value not named: {message}");
     assert!(message.contains("--jobs"), "option not named: {message}");
+}
+
+#[test]
+fn negative_values_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("scenario.toml"), SCENARIO).expect("scenario");
+    // (option, value, text the message must contain)
+    let cases = [("--seed", "-1", "\"-1\""), ("--origin-budget", "-1", "--origin-budget")];
+    for (option, value, expected) in cases {
+        let output = patchmesh(dir.path(), &["sim", "run", "scenario.toml", option, value]);
+        assert!(!output.status.success(), "{option} {value} accepted");
+        let message = text(&output);
+        assert!(message.contains(expected), "{option} {value}: {message}");
+        assert!(!message.contains("unexpected argument"), "{option} {value} not parsed as a value: {message}");
+    }
 }

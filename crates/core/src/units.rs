@@ -65,7 +65,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, UnitError> {
     let (value, unit) = split_number("rate", text)?;
     let bits_per_unit = match unit.as_str() {
         "bit/s" | "bps" => 1.0,
-        "kbit/s" | "kbps" | "Kbit/s" => 1e3,
+        "kbit/s" | "kbps" | "Kbit/s" | "Kbps" => 1e3,
         "Mbit/s" | "Mbps" => 1e6,
         "Gbit/s" | "Gbps" => 1e9,
         "Tbit/s" | "Tbps" => 1e12,
@@ -87,7 +87,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, UnitError> {
             return Err(UnitError {
                 kind: "rate",
                 text: text.to_string(),
-                reason: format!("unknown unit {other:?}: use bit/s, kbit/s, Mbit/s, Gbit/s, Tbit/s, B/s, kB/s, MB/s or GB/s"),
+                reason: format!(
+                    "unknown unit {other:?}: use bit/s, kbit/s, Mbit/s, Gbit/s or Tbit/s (also written bps, kbps, Mbps, Gbps, Tbps), B/s, kB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s"
+                ),
             });
         }
     };

@@ -26,7 +26,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The TOML is malformed or has unknown keys or wrong types.
-    #[error("invalid scenario: {0}")]
+    #[error("invalid scenario: {0}{hint}", hint = type_hint(.0))]
     Toml(#[from] toml::de::Error),
     /// A value with a missing or wrong unit, or out of range.
     #[error("invalid scenario: {context}: {error}")]
@@ -55,6 +55,22 @@ pub enum ScenarioError {
         /// The problem found.
         reason: String,
     },
+}
+
+/// Returns how to fix a value of the wrong type, for the two mistakes serde's own
+/// message leaves unexplained: a quantity written without quotes and unit, and a
+/// number written as text.
+fn type_hint(error: &toml::de::Error) -> &'static str {
+    let message = error.message();
+    if !message.starts_with("invalid type") {
+        ""
+    } else if message.ends_with("expected a string") {
+        "help: write the value in quotes with its unit, for example up = \"100Mbit/s\", latency = \"20ms\" or size = \"1GiB\"\n"
+    } else if message.ends_with("expected u64") || message.ends_with("expected u32") {
+        "help: write a whole number without quotes, for example seed = 7 or nodes = 4\n"
+    } else {
+        ""
+    }
 }
 
 fn quoted(names: &[String]) -> String {

@@ -93,6 +93,23 @@ fn seed_must_be_a_number() {
 fn seed_key_must_be_a_number() {
     let message = reject(&format!("seed = \"abc\"\n{VALID}"));
     assert!(message.contains("line 1"), "{message}");
+    assert!(message.contains("\"abc\""), "{message}");
+    assert!(message.contains("seed = 7"), "no fix given: {message}");
+}
+
+#[test]
+fn capacity_without_quotes_gets_a_fix() {
+    let message = reject(&VALID.replace("\"50Mbit/s\"", "50"));
+    assert!(message.contains("line 5"), "{message}");
+    assert!(message.contains("\"100Mbit/s\""), "no fix given: {message}");
+}
+
+#[test]
+fn unknown_rate_unit_lists_every_unit() {
+    let message = reject(&VALID.replace("\"50Mbit/s\"", "\"50Mb/s\""));
+    for unit in ["Mbit/s", "Mbps", "kB/s", "KiB/s", "MiB/s", "GiB/s"] {
+        assert!(message.contains(unit), "{unit} missing: {message}");
+    }
 }
 
 #[test]
