@@ -217,16 +217,16 @@ fn rested_peer_asked_again_when_rest_ends() {
     assert!(chunk_requests(&drain(&mut node)).is_empty(), "asked the seed during its rest");
     // The node wakes itself, and one of its wake-ups ends the rest. Each timed-out
     // request doubled it, to minutes.
-    let mut asked = false;
+    let mut requested = false;
     for _ in 0..10 {
         let Some(wake) = node.poll_timeout().filter(|&at| at <= deadline.saturating_add(Duration::from_secs(600))) else {
             break;
         };
         node.handle_timeout(wake);
         if !chunk_requests(&drain(&mut node)).is_empty() {
-            asked = true;
+            requested = true;
             break;
         }
     }
-    assert!(asked, "the seed was not asked again after its rest");
+    assert!(requested, "the seed got no request after its rest");
 }
