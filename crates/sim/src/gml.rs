@@ -268,14 +268,16 @@ pub fn to_topology(document: &Value, default_capacity: f64, default_latency_us: 
 
     let warnings = &mut topology.warnings;
     if without_speed > 0 {
-        let mut text = format!("{without_speed} edges have no link speed; assumed {:.0} Mbit/s each", default_capacity * 8.0 / 1e6);
+        let edges = if without_speed == 1 { "1 edge has".to_string() } else { format!("{without_speed} edges have") };
+        let mut text = format!("{edges} no link speed; assumed {:.0} Mbit/s each", default_capacity * 8.0 / 1e6);
         let _ = write!(text, " (set [topology] default_capacity to change)");
         warnings.push(text);
     }
     if !no_coordinates.is_empty() {
         warnings.push(format!(
-            "nodes without coordinates: {}; their {default_latency_edges} edges assumed {} ms one-way",
+            "nodes without coordinates: {}; their {default_latency_edges} {} assumed {} ms one-way",
             no_coordinates.join(", "),
+            if default_latency_edges == 1 { "edge" } else { "edges" },
             default_latency_us as f64 / 1000.0
         ));
     }
@@ -347,7 +349,8 @@ graph [
         assert_eq!(defaulted.capacity, 1e6);
         assert_eq!(defaulted.latency_us, 7_000);
         let text = topology.warnings.join("\n");
-        assert!(text.contains("1 edges have no link speed"), "{text}");
+        assert!(text.contains("1 edge has no link speed"), "{text}");
+        assert!(!text.contains("1 edges"), "plural for one edge: {text}");
         assert!(text.contains("without coordinates: Beta-2"), "{text}");
         assert!(text.contains("Internal 0"), "{text}");
         assert!(text.contains("duplicate labels"), "{text}");

@@ -601,7 +601,10 @@ fn build(file: ScenarioFile, base: &Path, fallback_name: &str) -> Result<Scenari
 
     let sites = build_sites(&site_specs, &file.defaults, &mut vertices)?;
     let origins: Vec<&str> = sites.iter().filter(|site| site.origin).map(|site| site.name.as_str()).collect();
-    if origins.len() != 1 {
+    if origins.is_empty() {
+        return Err(ScenarioError::Invalid("no origin site: mark exactly one site with origin = true".into()));
+    }
+    if origins.len() > 1 {
         return Err(ScenarioError::Invalid(format!(
             "{} origin sites ({}): mark exactly one site with origin = true",
             origins.len(),
@@ -723,7 +726,7 @@ fn build_sites(specs: &[SiteSpec], defaults: &SiteDefaults, vertices: &mut Vec<S
         let nic = unit(|| context("nic"), parse_rate(&nic_text))?.0;
         let lan_text = spec.lan_latency.clone().or_else(|| defaults.lan_latency.clone()).unwrap_or_else(|| "200us".into());
         let lan_latency_us = unit(|| context("lan_latency"), parse_duration_us(&lan_text))?;
-        let loss = check_loss(&context(""), spec.loss.or(defaults.loss).unwrap_or(0.0))?;
+        let loss = check_loss(&format!("site {:?}", spec.name), spec.loss.or(defaults.loss).unwrap_or(0.0))?;
         let nodes = spec.nodes.or(defaults.nodes).unwrap_or(1);
         if nodes == 0 {
             return Err(ScenarioError::Invalid(format!("site {:?} has nodes = 0: use at least 1", spec.name)));

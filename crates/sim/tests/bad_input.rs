@@ -150,6 +150,20 @@ latency = "1ms"
 fn two_origins_rejected() {
     let message = reject(&VALID.replace("name = \"branch\"", "name = \"branch\"\norigin = true"));
     assert!(message.contains("exactly one"), "{message}");
+    assert!(message.contains("hq, branch"), "origins not named: {message}");
+}
+
+#[test]
+fn missing_origin_rejected() {
+    let message = reject(&VALID.replace("origin = true", ""));
+    assert!(message.contains("no origin site"), "{message}");
+    assert!(message.contains("origin = true"), "no fix given: {message}");
+}
+
+#[test]
+fn site_loss_error_reads_cleanly() {
+    let message = reject(&VALID.replace("name = \"branch\"", "name = \"branch\"\nloss = -0.1"));
+    assert!(message.contains("site \"branch\" loss = -0.1"), "{message}");
 }
 
 #[test]
