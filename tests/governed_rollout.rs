@@ -379,7 +379,7 @@ fn gossiped_membership_list_enforced_without_config() {
     ok(patchmesh(&["members", "sign", path(&members), "--key", path(&governed.admin), "--submit", "--socket", path(&socket)]), "members sign");
 
     // No node has membership_file set: the signed list alone cuts office-2 off. Each
-    // side sees the connection close in its own time, so wait for all three.
+    // side handles the closed connection in its own time, so wait for all three.
     governed.wait_until("office-2 disconnected", Duration::from_secs(10), |mesh| {
         mesh.nodes[2].status().is_some_and(|status| status.node["peers"].as_array().is_some_and(Vec::is_empty))
             && mesh.nodes[..2]
